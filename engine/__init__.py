@@ -1,0 +1,13 @@
+"""Native PyTorch inference for masked-diffusion code LMs (Dream, DiffuCoder, DreamOn, LLaDA, Open-dCoder).
+
+The engine knows nothing of editors or syntax: it turns (text before, text after, a canvas size) into the
+denoised middle.
+"""
+
+from engine.errors import Cancelled, CheckpointError
+from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
+from engine.sample import SamplerConfig
+from engine.tokenizer import Tokenizer
+
+__all__ = ["Cancelled", "CheckpointError", "DiffusionLM", "InfillResult", "InfillStats", "SamplerConfig",
+           "Tokenizer", "load_model"]

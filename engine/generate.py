@@ -1,0 +1,118 @@
+"""The denoising loop: fill a canvas of masks between fixed context, several positions per forward."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from engine.errors import Cancelled
+from engine.kv_cache import KVCache
+from engine.model import Transformer
+from engine.sample import SamplerConfig, block_eligible, num_transfer_tokens, propose, select
+from engine.tokenizer import SpecialTokens
+
+# (canvas tokens [L], forward index) -> logits for the canvas rows [L, V], already shifted
+LogitsFn = Callable[[Tensor, int], Tensor]
+
+
+def shifted_rows(start: int, end: int, shift: bool, offset: int = 0) -> Tensor:
+    # Which output row predicts each canvas position: Dream-style models read position p from output p - 1
+    # (position 0 reads its own output, as Dream's cat(logits[:, :1], logits[:, :-1]) does).
+    rows = torch.arange(start, end)
+    if shift:
+        rows = (rows - 1).clamp(min=0)
+    return rows - offset
+
+
+class CanvasLogits:
+    """Logits for the canvas of one sequence, with an optional approximate cache of the fixed context.
+
+    Without a cache every call is a full forward (exact). With one, a full forward every `refresh` calls
+    fills the cache; in between only the canvas window is recomputed against the cached context keys.
+    """
+
+    def __init__(self, model: Transformer, ids: Tensor, start: int, end: int, cache: bool, refresh: int):
+        self.model, self.ids, self.start, self.end, self.refresh = model, ids, start, end, refresh
+        shift = model.cfg.shift
+        self.window = max(start - 1, 0) if shift else start  # first position whose output we read
+        self.full_rows = shifted_rows(start, end, shift)
+        self.window_rows = shifted_rows(start, end, shift, offset=self.window)
+        cfg, p = model.cfg, model.embed.weight
+        self.cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, ids.shape[1], cfg.head_dim, p.dtype,
+                             p.device) if cache else None
+
+    def __call__(self, canvas: Tensor, step: int) -> Tensor:
+        self.ids[0, self.start:self.end] = canvas
+        if self.cache is None:
+            return self.model(self.ids)[0, self.full_rows].float()
+        if step % self.refresh == 0:
+            return self.model(self.ids, 0, self.cache)[0, self.full_rows].float()
+        window = self.ids[:, self.window:self.end]
+        return self.model(window, self.window, self.cache)[0, self.window_rows].float()
+
+
+def suppress_early_stops(logits: Tensor, masked: Tensor, stops: Tensor) -> Tensor:
+    # A stop token may only follow real tokens: not at the first canvas position, and not while any position
+    # before it is still masked. Otherwise confident pads are committed first and empty the middle.
+    open_before = torch.cumsum(masked.int(), 0) - masked.int()  # masked positions strictly before j
+    allowed = open_before == 0
+    allowed[0] = False
+    vals = logits[:, stops]
+    vals[~allowed] = float("-inf")
+    logits[:, stops] = vals
+    return logits
+
+
+def step_schedule(length: int, sampler: SamplerConfig) -> list[int] | None:
+    # LLaDA: `steps` split evenly over the semi-autoregressive blocks, each block's count spread over its steps
+    if not sampler.steps:
+        return None
+    block = sampler.block_size or length
+    sizes = [min(block, length - b) for b in range(0, length, block)]
+    per_block = max(sampler.steps // len(sizes), 1)
+    return [n for size in sizes for n in num_transfer_tokens(size, min(per_block, size))]
+
+
+def denoise(
+    logits_fn: LogitsFn,
+    length: int,
+    special: SpecialTokens,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None,
+    cancel: Callable[[], bool] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor, int]:
+    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count."""
+    tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)
+    conf_out = torch.zeros(length, device=device)
+    masked = torch.ones(length, dtype=torch.bool, device=device)
+    stops = torch.tensor(sorted(special.stops), device=device)
+    schedule = step_schedule(length, sampler)
+    forwards = 0
+    while bool(masked.any()):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        logits = suppress_early_stops(logits_fn(tokens, forwards), masked, stops)
+        x0, conf = propose(logits, sampler, generator)
+        n_fixed = schedule[min(forwards, len(schedule) - 1)] if schedule else None
+        commit = select(conf, block_eligible(masked, sampler.block_size), sampler, n_fixed)
+        forwards += 1
+        tokens = torch.where(commit, x0, tokens)
+        conf_out = torch.where(commit, conf.to(conf_out.dtype), conf_out)
+        masked &= ~commit
+        is_stop = torch.isin(tokens, stops) & ~masked
+        if bool(is_stop.any()):
+            first = int(is_stop.nonzero()[0])
+            tokens[first + 1:] = special.pad
+            masked[first + 1:] = False
+    return tokens, conf_out, forwards
+
+
+def middle_of(tokens: Tensor, conf: Tensor, special: SpecialTokens) -> tuple[list[int], float]:
+    """The middle ends at the first stop token in the canvas; its confidence is the mean commit probability."""
+    ids = tokens.tolist()
+    end = next((i for i, t in enumerate(ids) if t in special.stops), len(ids))
+    mean = float(conf[:end].mean()) if end else 0.0
+    return ids[:end], mean

@@ -1,0 +1,107 @@
+"""DiffusionLM: a loaded checkpoint (weights, family, tokenizer) and its infill entry point."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from engine.expand import denoise_expand
+from engine.families import Family
+from engine.generate import CanvasLogits, denoise, middle_of
+from engine.load import load_transformer
+from engine.model import Transformer
+from engine.sample import SamplerConfig
+from engine.tokenizer import Tokenizer
+
+DEFAULT_MODEL = Path(__file__).parent / "default_model"
+DEFAULT_CANVAS = 32
+DEFAULT_REFRESH = 8  # full forwards (cache refreshes) every this many denoising steps
+
+
+@dataclass(frozen=True)
+class InfillStats:
+    forward_passes: int
+    tokens_per_forward: float  # canvas positions resolved per forward
+    canvas: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class InfillResult:
+    text: str
+    confidence: float
+    stats: InfillStats
+
+
+class DiffusionLM:
+    def __init__(self, model: Transformer, family: Family, tokenizer: Tokenizer, path: Path):
+        self.model, self.family, self.tokenizer, self.path = model, family, tokenizer, path
+        self.special = tokenizer.special
+        self.device = model.embed.weight.device
+
+    @torch.inference_mode()
+    def __call__(self, input_ids: Tensor) -> Tensor:
+        # [B, T] -> raw logits [B, T, V], no shift applied
+        return self.model(input_ids.to(self.device))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def context_ids(self, prefix: str, suffix: str, canvas: int) -> tuple[list[int], list[int]]:
+        """Token ids before and after the canvas, cut to fit the model's positions (prefix keeps its end)."""
+        head = ([self.special.bos] if self.special.bos is not None and self.special.bos != self.special.eos else [])
+        tail = [self.special.eos] if self.family.infill_eos else []
+        pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
+        room = self.model.cfg.max_position_embeddings - canvas - len(head) - len(tail)
+        keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
+        suf = suf[:keep_suffix]
+        pre = pre[max(len(pre) - (room - len(suf)), 0):]
+        return head + pre, suf + tail
+
+    @torch.inference_mode()
+    def infill(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        canvas: int | None = None,
+        max_canvas: int | None = None,
+        sampler: SamplerConfig | None = None,
+        cache: bool = True,
+        refresh: int = DEFAULT_REFRESH,
+        seed: int = 0,
+        cancel: Callable[[], bool] | None = None,
+    ) -> InfillResult:
+        t0 = time.perf_counter()
+        sampler = sampler or SamplerConfig()
+        n = canvas or DEFAULT_CANVAS
+        if n < 1 or (max_canvas is not None and max_canvas < 1) or refresh < 1:
+            raise ValueError("canvas, max_canvas and refresh must be >= 1")
+        generator = torch.Generator(self.device).manual_seed(seed)
+        before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
+        if self.special.expand is not None and (max_canvas or n) > n:
+            ids, conf, forwards, n = denoise_expand(self.model, before, after, n, max_canvas, self.special,
+                                                    sampler, generator, cancel)
+        else:
+            seq = torch.tensor([before + [self.special.mask] * n + after], device=self.device)
+            logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
+            tokens, confs, forwards = denoise(logits_fn, n, self.special, sampler, generator, cancel, self.device)
+            ids, conf = middle_of(tokens, confs, self.special)
+        ms = (time.perf_counter() - t0) * 1000
+        stats = InfillStats(forwards, n / max(forwards, 1), n, ms)
+        return InfillResult(self.tokenizer.decode(ids), conf, stats)
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32") -> DiffusionLM:
+    """Load a checkpoint folder (or the embedded default model when path is None)."""
+    folder = Path(path) if path is not None else DEFAULT_MODEL
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    model, family, config = load_transformer(folder, device, dtype)
+    tokenizer = Tokenizer(folder, config, family.mask_tokens)
+    return DiffusionLM(model, family, tokenizer, folder)

@@ -1,0 +1,104 @@
+"""tokenizer.json through the `tokenizers` library, with special ids resolved from the checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+
+from engine.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    mask: int
+    eos: int
+    pad: int
+    bos: int | None
+    expand: int | None  # DreamOn's <|expand|>: a committed one becomes two masks
+    stops: frozenset[int]  # any of these inside the canvas ends the middle
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def _token_text(value) -> str | None:
+    # tokenizer_config.json writes either "<tok>" or {"content": "<tok>", ...}
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _first_id(value) -> int | None:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+class Tokenizer:
+    def __init__(self, folder: Path, config: dict, mask_names: tuple[str, ...]):
+        path = folder / "tokenizer.json"
+        if not path.exists():
+            raise CheckpointError(f"{path}: not found (unmask needs a tokenizers-format tokenizer.json)")
+        try:
+            self.hf = HFTokenizer.from_file(str(path))
+        except Exception as e:  # the tokenizers library raises a bare Exception on malformed files
+            raise CheckpointError(f"{path}: cannot be read by tokenizers ({e})") from None
+        side = {**_read_json(folder / "special_tokens_map.json"), **_read_json(folder / "tokenizer_config.json")}
+        self.special = self._resolve(config, side, mask_names, folder)
+
+    def _named(self, side: dict, key: str) -> int | None:
+        text = _token_text(side.get(key))
+        return None if text is None else self.hf.token_to_id(text)
+
+    def _resolve(self, config: dict, side: dict, mask_names: tuple[str, ...], folder: Path) -> SpecialTokens:
+        mask = config.get("mask_token_id")
+        if mask is None:
+            mask = self._named(side, "mask_token")
+        for name in mask_names:
+            mask = mask if mask is not None else self.hf.token_to_id(name)
+        if mask is None:
+            raise CheckpointError(
+                f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json names none)")
+        eos = _first_id(config.get("eos_token_id"))
+        eos = eos if eos is not None else self._named(side, "eos_token")
+        if eos is None:
+            raise CheckpointError(f"{folder}: no end-of-text token (config.json eos_token_id or eos_token)")
+        pad = config.get("pad_token_id")
+        pad = pad if pad is not None else self._named(side, "pad_token")
+        pad = pad if pad is not None else eos
+        expand = config.get("expand_token_id")
+        expand = expand if expand is not None else self.hf.token_to_id("<|expand|>")
+        dlm_pad = self.hf.token_to_id("<|dlm_pad|>")  # DiffuCoder pads the answer tail with it
+        stops = frozenset(i for i in (eos, pad, dlm_pad) if i is not None)
+        return SpecialTokens(mask, eos, pad, _first_id(config.get("bos_token_id")), expand, stops)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(ids, skip_special_tokens=False)
+
+    @property
+    def mask_id(self) -> int:
+        return self.special.mask
+
+    @property
+    def eos_id(self) -> int:
+        return self.special.eos
+
+    @property
+    def pad_id(self) -> int:
+        return self.special.pad
