@@ -1,0 +1,217 @@
+import math
+
+import pytest
+import torch
+
+from engine.sample import (
+    SamplerConfig,
+    add_gumbel_noise,
+    block_eligible,
+    num_transfer_tokens,
+    propose,
+    select,
+)
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+]
+
+
+def gen(seed: int = 0, device: str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def logits_from_probs(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor(rows).log()  # zero probabilities become -inf logits
+
+
+def committed(commit: torch.Tensor) -> set[int]:
+    return set(commit.nonzero().flatten().tolist())
+
+
+# ---- select
+
+
+def test_most_confident_position_is_committed_first():
+    cfg = SamplerConfig(threshold=None, tokens_per_step=1)
+    conf = torch.tensor([0.2, 0.7, 0.4, 0.1])
+    assert committed(select(conf, torch.ones(4, dtype=torch.bool), cfg)) == {1}
+    assert committed(select(conf, torch.tensor([True, False, True, True]), cfg)) == {2}
+
+
+def test_threshold_commits_several_at_once_and_always_one():
+    cfg = SamplerConfig(threshold=0.9)
+    everyone = torch.ones(5, dtype=torch.bool)
+    conf = torch.tensor([0.95, 0.3, 0.99, 0.92, 0.5])
+    assert committed(select(conf, everyone, cfg)) == {0, 2, 3}
+    assert committed(select(conf, torch.tensor([True, True, False, True, True]), cfg)) == {0, 3}
+    low = torch.tensor([0.1, 0.3, 0.2, 0.05, 0.25])
+    assert committed(select(low, everyone, cfg)) == {1}
+    assert committed(select(low, torch.zeros(5, dtype=torch.bool), cfg)) == set()
+
+
+def test_threshold_with_a_fixed_minimum():
+    cfg = SamplerConfig(threshold=0.9)
+    conf = torch.tensor([0.95, 0.5, 0.4, 0.6])
+    assert committed(select(conf, torch.ones(4, dtype=torch.bool), cfg, n_fixed=2)) == {0, 3}
+
+
+def test_fixed_count_commits_exactly_k():
+    conf = torch.rand(20, generator=gen(3))
+    everyone = torch.ones(20, dtype=torch.bool)
+    top3 = set(conf.topk(3).indices.tolist())
+    assert committed(select(conf, everyone, SamplerConfig(threshold=None, tokens_per_step=3))) == top3
+    assert select(conf, everyone, SamplerConfig(threshold=None), n_fixed=5).sum() == 5
+    # a schedule step of 0 still commits one; fewer eligible than k commits only the eligible
+    assert select(conf, everyone, SamplerConfig(threshold=None), n_fixed=0).sum() == 1
+    few = torch.zeros(20, dtype=torch.bool)
+    few[[4, 9]] = True
+    assert committed(select(conf, few, SamplerConfig(threshold=None, tokens_per_step=6))) == {4, 9}
+
+
+# ---- confidence kinds
+
+
+def test_margin_and_entropy_rank_correctly():
+    tie = [0.45, 0.45, 0.1, 0.0, 0.0]  # high top-1, no margin, low entropy
+    spread = [0.4, 0.15, 0.15, 0.15, 0.15]  # lower top-1, wide margin, high entropy
+    logits = logits_from_probs(tie, spread)
+
+    _, top1 = propose(logits, SamplerConfig(confidence="confidence"), gen())
+    _, margin = propose(logits, SamplerConfig(confidence="margin"), gen())
+    _, entropy = propose(logits, SamplerConfig(confidence="entropy"), gen())
+    assert top1[0] > top1[1] and margin[1] > margin[0] and entropy[0] > entropy[1]
+    assert margin.tolist() == pytest.approx([0.0, 0.25], abs=1e-6)
+    h_spread = -(0.4 * math.log(0.4) + 4 * 0.15 * math.log(0.15))
+    assert entropy[1].item() == pytest.approx(math.exp(-h_spread), rel=1e-5)
+    assert not entropy.isnan().any()
+
+    peaked = [0.6, 0.1, 0.1, 0.1, 0.1]  # beats `half` on top-1, loses on entropy
+    half = [0.5, 0.5, 0.0, 0.0, 0.0]
+    _, top1 = propose(logits_from_probs(peaked, half), SamplerConfig(confidence="confidence"), gen())
+    _, entropy = propose(logits_from_probs(peaked, half), SamplerConfig(confidence="entropy"), gen())
+    assert top1[0] > top1[1] and entropy[1] > entropy[0]
+
+
+def test_greedy_proposal_is_argmax_with_untempered_probability():
+    logits = torch.randn(8, 50, generator=gen(1))
+    x0, conf = propose(logits, SamplerConfig(top_k=3, top_p=0.5), gen())
+    assert torch.equal(x0, logits.argmax(-1))
+    assert torch.allclose(conf, logits.softmax(-1).amax(-1))
+    assert x0.dtype == torch.long and conf.dtype == torch.float32
+
+
+# ---- temperature, top-p, top-k
+
+
+def test_top_k_one_equals_argmax():
+    logits = torch.randn(256, 40, generator=gen(2))
+    x0, conf = propose(logits, SamplerConfig(temperature=2.0, top_k=1), gen(5))
+    assert torch.equal(x0, logits.argmax(-1))
+    assert torch.allclose(conf, torch.ones(256))
+
+
+def test_top_p_keeps_the_nucleus():
+    logits = logits_from_probs(*[[0.5, 0.3, 0.15, 0.05]] * 2000)
+    x0, _ = propose(logits, SamplerConfig(temperature=1.0, top_p=0.7), gen())
+    assert set(x0.tolist()) == {0, 1}
+    x0, _ = propose(logits, SamplerConfig(temperature=1.0, top_p=0.45), gen())
+    assert set(x0.tolist()) == {0}
+    x0, _ = propose(logits, SamplerConfig(temperature=1.0), gen())
+    assert set(x0.tolist()) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "cfg", [SamplerConfig(temperature=1.0, top_p=0.9), SamplerConfig(temperature=1.0, gumbel=True)]
+)
+def test_fixed_seed_repeats_and_other_seed_differs(cfg, device):
+    logits = torch.randn(64, 100, generator=gen(0)).to(device)
+    a, conf_a = propose(logits, cfg, gen(7, device))
+    b, conf_b = propose(logits, cfg, gen(7, device))
+    c, _ = propose(logits, cfg, gen(8, device))
+    assert torch.equal(a, b) and torch.equal(conf_a, conf_b)
+    assert not torch.equal(a, c)
+
+
+def test_random_confidence_follows_the_generator():
+    logits = torch.randn(32, 10)
+    cfg = SamplerConfig(confidence="random")
+    assert torch.equal(propose(logits, cfg, gen(1))[1], propose(logits, cfg, gen(1))[1])
+    assert not torch.equal(propose(logits, cfg, gen(1))[1], propose(logits, cfg, gen(2))[1])
+
+
+# ---- Gumbel (LLaDA)
+
+
+def test_gumbel_noise_is_float64():
+    noisy = add_gumbel_noise(torch.randn(4, 10, dtype=torch.bfloat16), 1.0, gen())
+    assert noisy.dtype == torch.float64 and noisy.isfinite().all()
+    assert add_gumbel_noise(torch.randn(4, 10), 0.0, gen()).dtype == torch.float64
+
+
+def test_gumbel_at_temperature_zero_is_argmax():
+    logits = torch.randn(16, 30, generator=gen(4))
+    x0, conf = propose(logits, SamplerConfig(gumbel=True, temperature=0.0), gen())
+    assert torch.equal(x0, logits.argmax(-1))
+    assert torch.allclose(conf, logits.softmax(-1).amax(-1))
+
+
+def test_gumbel_samples_the_softmax_and_reports_untempered_confidence():
+    probs = [0.7, 0.2, 0.1]
+    logits = logits_from_probs(*[probs] * 20000)
+    x0, conf = propose(logits, SamplerConfig(gumbel=True, temperature=1.0), gen(11))
+    freq = torch.bincount(x0, minlength=3).double() / x0.numel()
+    assert freq.tolist() == pytest.approx(probs, abs=0.015)
+    assert torch.allclose(conf, torch.tensor(probs)[x0])
+    x0, conf = propose(logits[:4], SamplerConfig(gumbel=True, temperature=1.0, top_k=1), gen(11))
+    assert x0.tolist() == [0] * 4 and conf.tolist() == pytest.approx([0.7] * 4)  # top-k limits x0, not conf
+
+
+# ---- schedule and blocks
+
+
+def test_num_transfer_tokens_spreads_the_remainder_first():
+    assert num_transfer_tokens(10, 4) == [3, 3, 2, 2]
+    assert num_transfer_tokens(3, 5) == [1, 1, 1, 0, 0]
+    assert num_transfer_tokens(8, 8) == [1] * 8
+    assert sum(num_transfer_tokens(37, 6)) == 37
+    with pytest.raises(ValueError, match="steps"):
+        num_transfer_tokens(4, 0)
+
+
+def test_block_eligible_picks_the_leftmost_unfinished_block():
+    masked = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1, 0, 1], dtype=torch.bool)
+    assert block_eligible(masked, 4).tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+    masked[:4] = False
+    assert block_eligible(masked, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    masked[:8] = False
+    assert block_eligible(masked, 4).tolist() == [0] * 9 + [1]
+    assert torch.equal(block_eligible(masked, None), masked)
+    assert not block_eligible(torch.zeros(6, dtype=torch.bool), 2).any()
+
+
+# ---- config validation
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("confidence", "maskgit"),
+        ("temperature", -0.1),
+        ("temperature", float("nan")),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("threshold", 0.0),
+        ("threshold", 1.2),
+        ("tokens_per_step", 0),
+        ("block_size", 0),
+        ("steps", 0),
+        ("steps", 2.5),
+    ],
+)
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"SamplerConfig.{field}"):
+        SamplerConfig(**{field: value})
