@@ -1,0 +1,211 @@
+"""Parity against the transformers reference for the Dream, Open-dCoder and LLaDA layouts, and bad checkpoints."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import engine
+from engine import CheckpointError
+from tests.checkpoints import write_tokenizer
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 300
+SHAPE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6)
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4):
+    diff = (a - b).abs()
+    assert diff.max() <= atol, f"max diff {diff.max():.3g}, mean {diff.mean():.3g}"
+
+
+def bidirectional_logits(ref, ids: torch.Tensor) -> torch.Tensor:
+    # an all-true 4D mask turns the reference's causal attention into full attention (is_causal=False)
+    full = torch.ones(ids.shape[0], 1, ids.shape[1], ids.shape[1], dtype=torch.bool)
+    with torch.no_grad():
+        return ref(ids, attention_mask=full).logits
+
+
+def qwen2_reference(folder: Path, tie: bool = False):
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(**SHAPE, tie_word_embeddings=tie)
+    ref = transformers.Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.3)  # random biases too, so a dropped bias would show
+    ref.save_pretrained(folder, safe_serialization=True)
+    write_tokenizer(folder, VOCAB)
+    return ref
+
+
+def edit_config(folder: Path, **changes) -> None:
+    path = folder / "config.json"
+    config = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+@pytest.fixture(scope="module")
+def dream_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dream")
+    ref = qwen2_reference(folder)
+    edit_config(folder, model_type="Dream", architectures=["DreamModel"], mask_token_id=1,
+                auto_map={"AutoModel": "modeling_dream.DreamModel"})
+    return folder, ref
+
+
+def test_dream_layout_matches_reference(dream_folder):
+    folder, ref = dream_folder
+    ids = torch.randint(0, VOCAB, (2, 17), generator=torch.Generator().manual_seed(1))
+    model = engine.load_model(folder)
+    assert model.family.name == "dream" and model.model.cfg.shift
+    assert_close(model(ids), bidirectional_logits(ref, ids))
+
+
+def test_open_dcoder_tied_layout_matches_reference(tmp_path):
+    ref = qwen2_reference(tmp_path, tie=True)  # Qwen2.5-0.5B ties the head to the embedding
+    ids = torch.randint(0, VOCAB, (1, 9), generator=torch.Generator().manual_seed(2))
+    model = engine.load_model(tmp_path)
+    assert model.family.name == "open-dcoder" and model.special.mask == 1  # mask id from the tokenizer
+    assert_close(model(ids), bidirectional_logits(ref, ids))
+
+
+LLAMA_TO_LLADA = [("model.embed_tokens", "model.transformer.wte"), ("model.norm", "model.transformer.ln_f"),
+                  ("lm_head", "model.transformer.ff_out"), ("model.layers.", "model.transformer.blocks."),
+                  ("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ff_norm"),
+                  ("self_attn.o_proj", "attn_out"), ("self_attn.", ""), ("mlp.gate_proj", "ff_proj"),
+                  ("mlp.up_proj", "up_proj"), ("mlp.down_proj", "ff_out")]
+
+
+def llada_name(name: str) -> str:
+    for old, new in LLAMA_TO_LLADA:
+        name = name.replace(old, new)
+    return name
+
+
+def test_llada_layout_matches_reference(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(**SHAPE, rope_theta=500000.0, attention_bias=False, tie_word_embeddings=False)
+    ref = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.3)
+    state = {llada_name(k): v.contiguous() for k, v in ref.state_dict().items()}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    olmo = dict(model_type="llada", architectures=["LLaDAModelLM"], d_model=32, n_layers=2, n_heads=4,
+                n_kv_heads=2, mlp_hidden_size=64, vocab_size=VOCAB, embedding_size=VOCAB, rope_theta=500000.0,
+                max_sequence_length=128, rms_norm_eps=1e-6, include_bias=False, weight_tying=False,
+                block_type="llama", mask_token_id=1, eos_token_id=0)
+    (tmp_path / "config.json").write_text(json.dumps(olmo))
+    write_tokenizer(tmp_path, VOCAB)
+    ids = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(3))
+    model = engine.load_model(tmp_path)
+    assert model.family.name == "llada" and not model.model.cfg.shift
+    assert_close(model(ids), bidirectional_logits(ref, ids))
+
+
+def test_bf16_load_is_close_to_fp32(dream_folder):
+    folder, _ = dream_folder
+    ids = torch.randint(0, VOCAB, (1, 11), generator=torch.Generator().manual_seed(4))
+    full = engine.load_model(folder)(ids)
+    half = engine.load_model(folder, dtype=torch.bfloat16)(ids)
+    assert half.dtype == torch.bfloat16
+    assert_close(half.float(), full, atol=0.25 * full.abs().max().item())
+
+
+# ---- bad checkpoints: each is one line naming the file, tensor or field
+
+
+@pytest.fixture
+def broken(dream_folder, tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(dream_folder[0], folder)
+    return folder
+
+
+def load_error(folder: Path) -> str:
+    with pytest.raises(CheckpointError) as info:
+        engine.load_model(folder)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_folder_and_config(tmp_path):
+    assert "checkpoint folder not found" in load_error(tmp_path / "nope")
+    assert "config.json: not found" in load_error(tmp_path)
+
+
+def test_missing_tokenizer(broken):
+    (broken / "tokenizer.json").unlink()
+    assert "tokenizer.json: not found" in load_error(broken)
+
+
+def test_pickle_only_is_refused(broken):
+    (broken / "model.safetensors").rename(broken / "pytorch_model.bin")
+    message = load_error(broken)
+    assert "pytorch_model.bin" in message and "safetensors only" in message
+
+
+def test_truncated_safetensors(broken):
+    path = broken / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert "model.safetensors" in load_error(broken)
+
+
+def rewrite(folder: Path, change) -> None:
+    state = load_file(str(folder / "model.safetensors"))
+    change(state)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def test_missing_tensor(broken):
+    rewrite(broken, lambda s: s.pop("model.layers.1.mlp.up_proj.weight"))
+    message = load_error(broken)
+    assert "model.safetensors" in message and "model.layers.1.mlp.up_proj.weight" in message
+
+
+def test_extra_tensor(broken):
+    rewrite(broken, lambda s: s.update({"model.layers.9.mlp.up_proj.weight": torch.zeros(2)}))
+    assert "unexpected tensor 'model.layers.9.mlp.up_proj.weight'" in load_error(broken)
+
+
+def test_wrong_shape(broken):
+    rewrite(broken, lambda s: s.update({"model.norm.weight": torch.zeros(31)}))
+    message = load_error(broken)
+    assert "model.norm.weight (31,)" in message and "(32,)" in message
+
+
+def test_unknown_model_type(broken):
+    edit_config(broken, model_type="gpt9", architectures=["Gpt9"])
+    assert "unknown model_type 'gpt9'" in load_error(broken)
+
+
+def test_missing_config_field(broken):
+    edit_config(broken, hidden_size=None)
+    assert "missing field 'hidden_size'" in load_error(broken)
+
+
+def test_no_mask_token(broken):
+    edit_config(broken, mask_token_id=None)
+    (broken / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    tok = json.loads((broken / "tokenizer.json").read_text())
+    for entry in tok["added_tokens"]:
+        entry["content"] = entry["content"].replace("mask", "hidden")
+    tok["model"]["vocab"] = {k.replace("mask", "hidden"): v for k, v in tok["model"]["vocab"].items()}
+    (broken / "tokenizer.json").write_text(json.dumps(tok))
+    assert "no mask token" in load_error(broken)
+
+
+def test_remote_code_is_never_run(broken):
+    (broken / "modeling_dream.py").write_text("raise SystemExit('remote code ran')\n")
+    assert engine.load_model(broken).family.name == "dream"  # auto_map in config.json is ignored
+
+
+def test_bad_dtype(dream_folder):
+    with pytest.raises(ValueError, match="dtype 'float8'"):
+        engine.load_model(dream_folder[0], dtype="float8")
