@@ -1,0 +1,27 @@
+"""Syntax-aware infilling: which span to fill at a cursor, with which context, and what to return.
+
+Pure functions over tree-sitter trees; imports neither torch nor lsprotocol. The model is reached
+only through a `Filler`.
+
+- `Filler = Callable[[str, str, int, int], tuple[str, float]]`:
+  `fill(prefix, suffix, canvas, max_canvas) -> (middle, confidence in [0, 1])`.
+- `Document(text, language)`: one document's text and tree; `.apply_edit(start, end, new_text)`
+  re-parses incrementally (offsets are str indices, i.e. code points); `.text`, `.language`, `.tree`.
+- `language_for(language_id=None, path=None) -> str | None`: our language name, None if unsupported.
+- `complete(doc, offset, fill, *, count_tokens, invoked=False, options=InfillOptions(), others=())
+  -> Completion | None`: plan the span at `offset` (`invoked=False` declines inside comments, strings
+  and identifiers), build the prompt within `options.context_tokens`, call `fill` once per canvas size
+  (`options.candidates`), post-process and return the candidate adding the fewest ERROR/MISSING nodes,
+  then the most confident.
+- `InfillOptions` (frozen): max_tokens, max_lines, context_tokens, candidates, canvas, min_chars.
+- `Completion(start, end, text, kind, confidence)`: replace `doc.text[start:end]` with `text`; start
+  and end lie on the cursor's line (end > offset when trailing closers are replaced, start < offset
+  when the line's indentation is rewritten); kind is one of "rest_of_line", "line", "lines", "block".
+"""
+
+from .document import Document
+from .languages import language_for
+from .options import InfillOptions
+from .pipeline import Completion, Filler, complete
+
+__all__ = ["Completion", "Document", "Filler", "InfillOptions", "complete", "language_for"]

@@ -1,0 +1,2 @@
+;; Imports
+(preproc_include) @import

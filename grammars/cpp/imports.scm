@@ -1,0 +1,4 @@
+; inherits: c
+
+;; Imports
+(using_declaration) @import

@@ -1,0 +1,4 @@
+; inherits: c
+
+;; Comments and strings
+(raw_string_literal) @string

@@ -1,0 +1,3 @@
+;; Imports (the package declaration too)
+(package_declaration) @import
+(import_declaration) @import

@@ -1,0 +1,2 @@
+;; Imports
+(import_statement) @import

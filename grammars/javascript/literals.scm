@@ -1,0 +1,5 @@
+;; Comments and strings
+(comment) @comment
+(string) @string
+(template_string) @string
+(regex) @string

@@ -1,0 +1,3 @@
+;; Comments and strings
+(comment) @comment
+(string) @string

@@ -1,0 +1,3 @@
+;; Imports
+(use_declaration) @import
+(extern_crate_declaration) @import

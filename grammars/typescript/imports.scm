@@ -1,0 +1,4 @@
+; inherits: javascript
+
+;; Imports
+(import_alias) @import

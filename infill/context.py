@@ -1,0 +1,182 @@
+"""The prompt around the canvas within a token budget: the nearest lines before and after the cursor,
+cut at syntactic boundaries, preceded by imports, the enclosing scopes' headers and the signatures
+of definitions used near the cursor (this document and other open ones)."""
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import tree_sitter
+
+from .definitions import signature
+from .document import Document
+from .languages import spec
+from .queries import captures
+
+CHARS_PER_TOKEN = 3  # first guess for sizing windows before count_tokens measures them
+SUFFIX_SHARE = 0.25  # of the budget, for the text after the cursor
+EXTRAS_SHARE = 0.25  # of the budget, at most, for imports, headers and signatures
+IMPORT_SCAN_CHARS = 16_000  # imports are looked for in the document's head only
+USE_LINES = 12  # identifiers this many lines around the cursor count as "used near the cursor"
+MAX_HEADER_LINES = 4
+MAX_SIGNATURES = 8
+SNAP_SHARE = 0.25  # a window edge moves at most this share of the window to reach a boundary
+_IDENT = re.compile(r"[A-Za-z_$][\w$]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    prefix: str
+    suffix: str
+
+
+def _ancestors(tree: tree_sitter.Tree, b: int) -> list[tree_sitter.Node]:
+    node = tree.root_node.descendant_for_byte_range(b, b)
+    out = []
+    while node is not None:
+        out.append(node)
+        node = node.parent
+    return out
+
+
+def _snap_start(path: list[tree_sitter.Node], lo: int, b: int) -> int:
+    """Smallest child start in [lo, lo + slack] among the cursor's ancestors (bytes), else lo."""
+    slack = int((b - lo) * SNAP_SHARE)
+    best = None
+    for a in path:
+        c = a.first_child_for_byte(lo)
+        while c is not None and c.start_byte < lo:
+            c = c.next_sibling
+        if c is not None and c.start_byte <= min(b, lo + slack) and (best is None or c.start_byte < best):
+            best = c.start_byte
+    return best if best is not None else lo
+
+
+def _snap_end(path: list[tree_sitter.Node], hi: int, b: int) -> int:
+    """Largest child end in [hi - slack, hi] among the cursor's ancestors (bytes), else hi."""
+    slack = int((hi - b) * SNAP_SHARE)
+    best = None
+    for a in path:
+        c = a.first_child_for_byte(hi)  # the child straddling hi: cut before it
+        c = c.prev_sibling if c is not None else (a.child(a.child_count - 1) if a.child_count else None)
+        if c is not None and max(b, hi - slack) <= c.end_byte <= hi and (best is None or c.end_byte > best):
+            best = c.end_byte
+    return best if best is not None else hi
+
+
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def _fit(text: str, budget: int, count: Callable[[str], int], from_end: bool) -> str:
+    """Drop whole lines from the far side until text fits the budget (a few count calls)."""
+    for _ in range(8):
+        n = count(text)
+        if n <= budget or not text:
+            return text
+        cut = max(1, int(len(text) * (1 - budget / n)) + 1)
+        if from_end:  # keep the end: drop from the start
+            nl = text.find("\n", cut)
+            text = text[nl + 1 :] if nl >= 0 else text[cut:]
+        else:
+            nl = text.rfind("\n", 0, len(text) - cut)
+            text = text[: nl + 1] if nl >= 0 else text[: len(text) - cut]
+    return text
+
+
+def _headers(doc: Document, b: int, window_lo: int) -> list[str]:
+    caps = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1)
+    inner = caps.get("function.inner", []) + caps.get("class.inner", [])
+    out = []
+    for outer in caps.get("function.outer", []) + caps.get("class.outer", []):
+        if not outer.start_byte < window_lo or not outer.start_byte < b <= outer.end_byte:
+            continue
+        body = min((n.start_byte for n in inner if outer.start_byte < n.start_byte <= b and n.end_byte <= outer.end_byte),
+                   default=None)  # fmt: skip
+        if body is None:
+            continue
+        start = doc.data.rfind(b"\n", 0, outer.start_byte) + 1
+        head = doc.data[start:body].decode(errors="replace").rstrip().split("\n")
+        out.append((outer.start_byte, "\n".join(head[:MAX_HEADER_LINES])))
+    return [h for _, h in sorted(out)]
+
+
+def _imports(doc: Document, window_lo: int) -> list[str]:
+    hi = min(window_lo, doc.byte_offset(min(len(doc.text), IMPORT_SCAN_CHARS)))
+    if hi <= 0:
+        return []
+    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi).get("import", [])
+    nodes = sorted({(n.start_byte, n.end_byte) for n in nodes if n.end_byte <= window_lo})
+    return [doc.data[s:e].decode(errors="replace") for s, e in nodes]
+
+
+def _signatures(doc: Document, near: str, window: tuple[int, int], b: int, others: Sequence[Document]) -> list[str]:
+    names = list(dict.fromkeys(_IDENT.findall(near)))
+    out: list[str] = []
+    for d in (doc, *others):
+        if d.definitions is None:
+            continue
+        index = d.definitions.lookup(d.tree, d.data)
+        for name in names:
+            for entry in index.get(name, []):
+                if d is doc and (window[0] <= entry.start < window[1] or entry.start <= b < entry.end):
+                    continue  # already visible, or the definition the cursor is in
+                sig = signature(entry, d.data, d.language)
+                if sig not in out:
+                    out.append(sig)
+                if len(out) >= MAX_SIGNATURES:
+                    return out
+    return out
+
+
+def _comment(lines: list[str], line_comment: str) -> str:
+    return "".join(f"{line_comment} {x}\n" for s in lines for x in s.split("\n"))
+
+
+def _near(text: str, offset: int) -> str:
+    span = 120 * USE_LINES
+    before = text[max(0, offset - span) : offset].split("\n")[-USE_LINES:]
+    after = text[offset : offset + span].split("\n")[:USE_LINES]
+    return "\n".join(before + after)
+
+
+def _window(doc: Document, offset: int, before: int, after: int) -> tuple[int, int]:
+    """Str offsets of the nearest text around the cursor, about before/after tokens each side,
+    with both edges moved to statement boundaries when one is close."""
+    text = doc.text
+    lo = _line_start(text, offset - before * CHARS_PER_TOKEN) if offset > before * CHARS_PER_TOKEN else 0
+    hi = min(len(text), offset + after * CHARS_PER_TOKEN)
+    hi = max(offset, _line_start(text, hi)) if hi < len(text) else hi
+    b = doc.byte_offset(offset)
+    path = _ancestors(doc.tree, b)
+    if lo > 0:
+        lo = _line_start(text, doc.char_offset(_snap_start(path, doc.byte_offset(lo), b)))
+    if hi < len(text):
+        hi = max(offset, doc.char_offset(_snap_end(path, doc.byte_offset(hi), b)))
+    return lo, hi
+
+
+def build_context(
+    doc: Document, offset: int, count_tokens: Callable[[str], int], budget: int, others: Sequence[Document] = ()
+) -> Prompt:
+    """Prefix and suffix for the canvas at `offset`, together within `budget` tokens."""
+    suffix_budget = int(budget * SUFFIX_SHARE)
+    extras_budget = int(budget * EXTRAS_SHARE)
+    before_budget = budget - suffix_budget - extras_budget
+    lo, hi = _window(doc, offset, before_budget, suffix_budget)
+    before = _fit(doc.text[lo:offset], before_budget, count_tokens, from_end=True)
+    suffix = _fit(doc.text[offset:hi], suffix_budget, count_tokens, from_end=False)
+    lo_b, hi_b, b = doc.byte_offset(offset - len(before)), doc.byte_offset(offset + len(suffix)), doc.byte_offset(offset)
+    line_comment = spec(doc.language).line_comment
+    parts = (
+        "\n".join(_headers(doc, b, lo_b)),
+        "\n".join(_imports(doc, lo_b)),
+        _comment(_signatures(doc, _near(doc.text, offset), (lo_b, hi_b), b, others), line_comment),
+    )
+    fitted = []
+    for part in parts:  # in order of priority
+        part = _fit(part.rstrip("\n") + "\n", extras_budget, count_tokens, from_end=False) if part.strip() else ""
+        extras_budget -= count_tokens(part) if part else 0
+        fitted.append(part if extras_budget >= 0 else "")
+    headers, imports, sigs = fitted
+    return Prompt(prefix=sigs + imports + headers + before, suffix=suffix)

@@ -1,0 +1,135 @@
+"""Post-processing of one model middle into replacement texts for a span: cut at the span's stops,
+fit the indentation, trim what duplicates the suffix, drop empty or repetitive output."""
+
+import re
+
+from .span import Span
+from .syntax import CursorSyntax, indent_of, indent_width
+
+SUFFIX_LINES = 5  # how many following lines a middle's tail may duplicate
+_REPEATED_CHUNK = re.compile(r"(\S.{0,9}?)\1{5,}")  # a short chunk six or more times in a row
+_QUOTES = "\"'`"
+
+
+def _reindent(lines: list[str], first: int, span: Span) -> list[str]:
+    """Shift lines[first:] so lines[first] gets span.indent when the model's indent is out of range."""
+    base = indent_of(lines[first])
+    lo, hi = span.indent_range
+    if lo <= indent_width(base) <= hi:
+        return lines
+    out = lines[:first]
+    for line in lines[first:]:
+        ws = indent_of(line)
+        if not line.strip():
+            out.append("")
+            continue
+        extra = ws[len(base) :] if ws.startswith(base) else " " * max(0, indent_width(ws) - indent_width(base))
+        out.append(span.indent + extra + line[len(ws) :])
+    return out
+
+
+def _cut_at_close(text: str, brackets: str) -> str:
+    """Cut where the text closes a bracket it did not open (it reached the end of its block)."""
+    opens, closes = brackets[0::2], brackets[1::2]
+    depth, quote = 0, ""
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch in (quote, "\n") else quote
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch in opens:
+            depth += 1
+        elif ch in closes:
+            depth -= 1
+            if depth < 0:
+                return text[:i].rstrip()
+    return text
+
+
+def _cut_multiline(lines: list[str], first: int, span: Span) -> list[str]:
+    """Keep at most max_lines content lines and stop at a dedent below the block."""
+    out, content = lines[: first + 1], 1
+    for line in lines[first + 1 :]:
+        if line.strip():
+            if span.min_indent is not None and indent_width(indent_of(line)) < span.min_indent:
+                break
+            content += 1
+            if content > span.max_lines:
+                break
+        out.append(line)
+    return out
+
+
+def _following_lines(syn: CursorSyntax) -> list[str]:
+    out, pos = [], syn.line_end
+    while len(out) < SUFFIX_LINES and pos < len(syn.text):
+        end = syn.text.find("\n", pos + 1)
+        end = len(syn.text) if end < 0 else end
+        line = syn.text[pos + 1 : end].strip()
+        if line:
+            out.append(line)
+        pos = end
+    return out
+
+
+def _drop_suffix_overlap(lines: list[str], following: list[str]) -> list[str]:
+    """Remove trailing lines that repeat the lines right after the cursor's line."""
+    stripped = [x.strip() for x in lines]
+    for m in range(min(len(following), len(lines)), 0, -1):
+        if stripped[len(lines) - m :] == following[:m]:
+            return lines[: len(lines) - m]
+    return lines
+
+
+def is_repetitive(text: str) -> bool:
+    lines = [x for x in text.split("\n") if x.strip()]
+    for a, b, c in zip(lines, lines[1:], lines[2:]):
+        if a == b == c and any(ch.isalnum() for ch in a):
+            return True
+    return any(_REPEATED_CHUNK.search(x) for x in lines)
+
+
+def _closer_variants(line: str, keep: str) -> list[str]:
+    """The line with the kept closers re-appended, untrimmed first, then with each overlap trimmed."""
+    line = line.rstrip() if keep else line
+    out = [line + keep]
+    for k in range(len(keep), 0, -1):
+        if line.endswith(keep[:k]):
+            out.append(line[:-k] + keep)
+    return out
+
+
+def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) -> list[str]:
+    """Replacement texts for text[span.start:span.end], least edited first; [] drops the middle."""
+    middle = middle.replace("\r\n", "\n").rstrip()
+    if not middle.strip():
+        return []
+    lead = syn.text[span.start : syn.offset]  # what the replacement repeats of the cursor's line
+    multi = span.kind in ("lines", "block")
+    if not multi:
+        if span.kind == "line":
+            middle = middle.lstrip("\n")
+        line = _reindent([lead + middle.split("\n", 1)[0]], 0, span)[0] if span.kind == "line" else lead + middle.split("\n", 1)[0]
+        body = line[len(lead) :] if span.kind == "rest_of_line" else line
+        following = _following_lines(syn)
+        if len(body.strip()) < min_chars or is_repetitive(body):
+            return []
+        if span.kind == "line" and following and body.strip() in (following[0], syn.prev_line.strip()):
+            return []
+        return _closer_variants(line, span.keep)
+    if span.stop_at_close:
+        middle = _cut_at_close(middle, syn.lang.brackets)
+    if span.new_line and not middle.startswith("\n"):
+        middle = "\n" + middle.lstrip()
+    lines = (lead + middle).split("\n")
+    first = next((i for i, x in enumerate(lines) if x.strip() and (i > 0 or not span.new_line)), None)
+    if first is None:
+        return []
+    lines = _cut_multiline(_reindent(lines, first, span), first, span)
+    lines = _drop_suffix_overlap(lines, _following_lines(syn))
+    if span.keep and lines and lines[-1].strip() == span.keep.strip():
+        lines.pop()
+    text = "\n".join(lines).rstrip()
+    if len(text.strip()) < min_chars or is_repetitive(text):
+        return []
+    return [text + span.keep]
