@@ -20,7 +20,7 @@ IMPORT_SCAN_CHARS = 16_000  # imports are looked for in the document's head only
 USE_LINES = 12  # identifiers this many lines around the cursor count as "used near the cursor"
 MAX_HEADER_LINES = 4
 MAX_SIGNATURES = 8
-SNAP_SHARE = 0.25  # a window edge moves at most this share of the window to reach a boundary
+SNAP_SHARE = 0.5  # a window edge moves at most this share of the window to reach a boundary
 _IDENT = re.compile(r"[A-Za-z_$][\w$]*")
 
 
@@ -74,19 +74,20 @@ def _fit(text: str, budget: int, count: Callable[[str], int], from_end: bool) ->
         n = count(text)
         if n <= budget or not text:
             return text
-        cut = max(1, int(len(text) * (1 - budget / n)) + 1)
+        cut = max(1, int(len(text) * (1 - budget / n)))
         if from_end:  # keep the end: drop from the start
-            nl = text.find("\n", cut)
-            text = text[nl + 1 :] if nl >= 0 else text[cut:]
+            nl = text.find("\n", cut - 1)
+            text = text[nl + 1 :] if nl >= 0 else ""
         else:
             nl = text.rfind("\n", 0, len(text) - cut)
-            text = text[: nl + 1] if nl >= 0 else text[: len(text) - cut]
-    return text
+            text = text[: nl + 1] if nl >= 0 else ""
+    return text if count(text) <= budget else ""
 
 
 def _headers(doc: Document, b: int, window_lo: int) -> list[str]:
     caps = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1)
     inner = caps.get("function.inner", []) + caps.get("class.inner", [])
+    opener = spec(doc.language).block_open.encode()
     out = []
     for outer in caps.get("function.outer", []) + caps.get("class.outer", []):
         if not outer.start_byte < window_lo or not outer.start_byte < b <= outer.end_byte:
@@ -96,6 +97,8 @@ def _headers(doc: Document, b: int, window_lo: int) -> list[str]:
         if body is None:
             continue
         start = doc.data.rfind(b"\n", 0, outer.start_byte) + 1
+        if opener and doc.data.startswith(opener, body):
+            body += len(opener)  # a delimited body starts with its opener: keep it in the header
         head = doc.data[start:body].decode(errors="replace").rstrip().split("\n")
         out.append((outer.start_byte, "\n".join(head[:MAX_HEADER_LINES])))
     return [h for _, h in sorted(out)]
@@ -110,8 +113,7 @@ def _imports(doc: Document, window_lo: int) -> list[str]:
     return [doc.data[s:e].decode(errors="replace") for s, e in nodes]
 
 
-def _signatures(doc: Document, near: str, window: tuple[int, int], b: int, others: Sequence[Document]) -> list[str]:
-    names = list(dict.fromkeys(_IDENT.findall(near)))
+def _signatures(doc: Document, names: list[str], window: tuple[int, int], b: int, others: Sequence[Document]) -> list[str]:
     out: list[str] = []
     for d in (doc, *others):
         if d.definitions is None:
@@ -133,20 +135,24 @@ def _comment(lines: list[str], line_comment: str) -> str:
     return "".join(f"{line_comment} {x}\n" for s in lines for x in s.split("\n"))
 
 
-def _near(text: str, offset: int) -> str:
+def _near_names(text: str, offset: int) -> list[str]:
+    """Identifiers within USE_LINES lines of the cursor, nearest first."""
     span = 120 * USE_LINES
-    before = text[max(0, offset - span) : offset].split("\n")[-USE_LINES:]
-    after = text[offset : offset + span].split("\n")[:USE_LINES]
-    return "\n".join(before + after)
+    before = "\n".join(text[max(0, offset - span) : offset].split("\n")[-USE_LINES:])
+    after = "\n".join(text[offset : offset + span].split("\n")[:USE_LINES])
+    names = _IDENT.findall(before)[::-1] + _IDENT.findall(after)
+    return list(dict.fromkeys(names))
 
 
-def _window(doc: Document, offset: int, before: int, after: int) -> tuple[int, int]:
-    """Str offsets of the nearest text around the cursor, about before/after tokens each side,
+def _window(doc: Document, offset: int, before: int, after: int, count: Callable[[str], int]) -> tuple[int, int]:
+    """Str offsets of the nearest text around the cursor, within before/after tokens each side,
     with both edges moved to statement boundaries when one is close."""
     text = doc.text
     lo = _line_start(text, offset - before * CHARS_PER_TOKEN) if offset > before * CHARS_PER_TOKEN else 0
     hi = min(len(text), offset + after * CHARS_PER_TOKEN)
     hi = max(offset, _line_start(text, hi)) if hi < len(text) else hi
+    lo = offset - len(_fit(text[lo:offset], before, count, from_end=True))
+    hi = offset + len(_fit(text[offset:hi], after, count, from_end=False))
     b = doc.byte_offset(offset)
     path = _ancestors(doc.tree, b)
     if lo > 0:
@@ -163,15 +169,14 @@ def build_context(
     suffix_budget = int(budget * SUFFIX_SHARE)
     extras_budget = int(budget * EXTRAS_SHARE)
     before_budget = budget - suffix_budget - extras_budget
-    lo, hi = _window(doc, offset, before_budget, suffix_budget)
-    before = _fit(doc.text[lo:offset], before_budget, count_tokens, from_end=True)
-    suffix = _fit(doc.text[offset:hi], suffix_budget, count_tokens, from_end=False)
+    lo, hi = _window(doc, offset, before_budget, suffix_budget, count_tokens)
+    before, suffix = doc.text[lo:offset], doc.text[offset:hi]
     lo_b, hi_b, b = doc.byte_offset(offset - len(before)), doc.byte_offset(offset + len(suffix)), doc.byte_offset(offset)
     line_comment = spec(doc.language).line_comment
     parts = (
         "\n".join(_headers(doc, b, lo_b)),
         "\n".join(_imports(doc, lo_b)),
-        _comment(_signatures(doc, _near(doc.text, offset), (lo_b, hi_b), b, others), line_comment),
+        _comment(_signatures(doc, _near_names(doc.text, offset), (lo_b, hi_b), b, others), line_comment),
     )
     fitted = []
     for part in parts:  # in order of priority

@@ -90,17 +90,15 @@ def is_repetitive(text: str) -> bool:
 
 
 def _closer_variants(line: str, keep: str) -> list[str]:
-    """The line with the kept closers re-appended, untrimmed first, then with each overlap trimmed."""
+    """The line with the kept closers re-appended, the longest overlap with them trimmed first
+    (a repeated ";" parses too), the untrimmed line last."""
     line = line.rstrip() if keep else line
-    out = [line + keep]
-    for k in range(len(keep), 0, -1):
-        if line.endswith(keep[:k]):
-            out.append(line[:-k] + keep)
-    return out
+    out = [line[:-k] + keep for k in range(len(keep), 0, -1) if line.endswith(keep[:k])]
+    return [*out, line + keep]
 
 
 def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) -> list[str]:
-    """Replacement texts for text[span.start:span.end], least edited first; [] drops the middle."""
+    """Replacement texts for text[span.start:span.end], preferred first; [] drops the middle."""
     middle = middle.replace("\r\n", "\n").rstrip()
     if not middle.strip():
         return []

@@ -59,4 +59,4 @@ def best(candidates: list[Candidate]) -> Candidate | None:
     """Fewest errors added, then highest confidence; earlier candidates win ties (less edited)."""
     if not candidates:
         return None
-    return min(enumerate(candidates), key=lambda ic: (max(ic[1].errors_added, 0), -ic[1].confidence, ic[0]))[1]
+    return min(enumerate(candidates), key=lambda ic: (ic[1].errors_added, -ic[1].confidence, ic[0]))[1]

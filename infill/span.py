@@ -66,7 +66,10 @@ def _indent(syn: CursorSyntax, kind: str, blank: bool) -> tuple[str, tuple[int, 
     prev = indent_of(syn.prev_line)
     opener = syn.prev_line.rstrip().endswith(syn.lang.block_open)
     ind = prev + unit if opener else prev
-    widths = (indent_width(ind), indent_width(indent_of(syn.next_line)) if syn.next_line else indent_width(ind))
+    nxt = indent_width(indent_of(syn.next_line)) if syn.next_line else indent_width(ind)
+    if syn.lang.block_close and syn.next_line.lstrip().startswith(syn.lang.block_close):
+        nxt += indent_width(unit)  # the next line closes the cursor's block: the line sits inside it
+    widths = (indent_width(ind), nxt)
     return ind, (min(widths), max(widths))
 
 

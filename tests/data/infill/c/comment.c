@@ -1,0 +1,2 @@
+/* Frees the buffer and <CURSOR> */
+void buffer_free(struct buffer *b);

@@ -1,0 +1,4 @@
+int clamp(int v, int lo, int hi) {<CURSOR>
+    if (v < lo) return lo;
+    return v;
+}

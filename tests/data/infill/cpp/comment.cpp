@@ -1,0 +1,4 @@
+int main() {
+    // TODO: parse the <CURSOR>
+    return 0;
+}

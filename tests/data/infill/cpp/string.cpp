@@ -1,0 +1,1 @@
+auto path = std::string("/usr/<CURSOR>");

@@ -1,0 +1,4 @@
+package util
+
+// Clamp limits v to <CURSOR>
+func Clamp(v, lo, hi int) int { return v }

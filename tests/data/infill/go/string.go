@@ -1,0 +1,3 @@
+package util
+
+const usage = `usage: tool <CURSOR>`

@@ -1,0 +1,4 @@
+class Util {
+    /** Returns the sum of <CURSOR> */
+    static int sum(int a, int b) { return a + b; }
+}

@@ -1,0 +1,6 @@
+class Greeter {
+    void greet(String name) {
+        String msg = "Hello, " + name;
+<CURSOR>
+    }
+}

@@ -1,0 +1,3 @@
+class Util {
+    static final String NAME = "inventory-<CURSOR>";
+}

@@ -1,0 +1,4 @@
+// Returns the largest <CURSOR>
+function max(a, b) {
+  return a > b ? a : b;
+}

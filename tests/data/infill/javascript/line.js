@@ -1,0 +1,5 @@
+function sum(values) {
+  let total = 0;
+<CURSOR>
+  return total;
+}

@@ -1,0 +1,2 @@
+const names = users.map((u) => u.name);
+console.log(names.join(<CURSOR>));

@@ -1,0 +1,4 @@
+def total_size(items):
+    total = 0
+<CURSOR>
+    return total

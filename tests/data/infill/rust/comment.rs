@@ -1,0 +1,4 @@
+/// Returns the number of <CURSOR>
+fn count(xs: &[i32]) -> usize {
+    xs.len()
+}

@@ -1,0 +1,3 @@
+fn main() {
+    let msg = "value: <CURSOR>";
+}

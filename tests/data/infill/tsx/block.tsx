@@ -1,0 +1,7 @@
+import React from "react";
+
+type Props = { items: string[] };
+
+export function List({ items }: Props) {
+  <CURSOR>
+}

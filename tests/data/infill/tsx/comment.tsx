@@ -1,0 +1,4 @@
+export function Empty() {
+  // nothing to show <CURSOR>
+  return null;
+}

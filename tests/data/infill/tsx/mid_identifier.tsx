@@ -1,0 +1,1 @@
+const total = coun<CURSOR>ter + 1;

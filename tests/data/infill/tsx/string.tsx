@@ -1,0 +1,1 @@
+const label = "Clicked <CURSOR> times";

@@ -1,0 +1,3 @@
+export function clamp(value: number, lo: number, hi: number): number {<CURSOR>
+  return Math.min(Math.max(value, lo), hi);
+}

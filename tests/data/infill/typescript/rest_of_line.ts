@@ -1,0 +1,1 @@
+const ids: number[] = rows.filter((r) => r.active).map(<CURSOR>);

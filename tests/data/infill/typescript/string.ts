@@ -1,0 +1,1 @@
+const url: string = "https://example.com/<CURSOR>";
