@@ -30,7 +30,9 @@ class DefinitionIndex:
         self._entries: list[Definition] | None = None
         self._dirty: list[tuple[int, int]] = []
 
-    def edit(self, start: int, old_end: int, new_end: int) -> None:
+    def edit(self, start: int, old_end: int, new_end: int, changed: list[tree_sitter.Range]) -> None:
+        """Bytes [start, old_end) became [start, new_end); `changed` are the ranges (in the new tree)
+        whose syntax changed, which may reach far beyond the edit (an unclosed string, a dedent)."""
         if self._entries is None:
             return
         delta = new_end - old_end
@@ -41,9 +43,10 @@ class DefinitionIndex:
             elif d.start > old_end:
                 d.start, d.name_end, d.end = d.start + delta, d.name_end + delta, d.end + delta
                 kept.append(d)
-        self._entries = kept
+        dirty = [(r.start_byte, r.end_byte) for r in changed]
+        self._entries = [d for d in kept if not any(d.start <= hi and lo <= d.end for lo, hi in dirty)]
         shifted = [(lo if lo < start else lo + delta, hi if hi < start else hi + delta) for lo, hi in self._dirty]
-        self._dirty = [*shifted, (start, new_end)]
+        self._dirty = [*shifted, (start, new_end), *dirty]
 
     def lookup(self, tree: tree_sitter.Tree, data: bytes) -> dict[str, list[Definition]]:
         """All definitions by name, refreshed against the current tree."""

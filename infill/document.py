@@ -60,6 +60,7 @@ class Document:
         lines = new_b.count(b"\n")
         tail = len(new_b) - (new_b.rfind(b"\n") + 1)
         new_end_pt = (start_pt[0] + lines, tail if lines else start_pt[1] + tail)
-        self.tree.edit(start_b, old_end_b, new_end_b, start_pt, _point(old, old_end_b), new_end_pt)
-        self.tree = self._parser.parse(self._bytes, self.tree)
-        self.definitions.edit(start_b, old_end_b, new_end_b)
+        old_tree = self.tree
+        old_tree.edit(start_b, old_end_b, new_end_b, start_pt, _point(old, old_end_b), new_end_pt)
+        self.tree = self._parser.parse(self._bytes, old_tree)
+        self.definitions.edit(start_b, old_end_b, new_end_b, old_tree.changed_ranges(self.tree))
