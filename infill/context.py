@@ -12,6 +12,7 @@ from .definitions import signature
 from .document import Document
 from .languages import spec
 from .queries import captures
+from .syntax import first_child_for_byte
 
 CHARS_PER_TOKEN = 3  # first guess for sizing windows before count_tokens measures them
 SUFFIX_SHARE = 0.25  # of the budget, for the text after the cursor
@@ -44,7 +45,7 @@ def _snap_start(path: list[tree_sitter.Node], lo: int, b: int) -> int:
     slack = int((b - lo) * SNAP_SHARE)
     best = None
     for a in path:
-        c = a.first_child_for_byte(lo)
+        c = first_child_for_byte(a, lo)
         while c is not None and c.start_byte < lo:
             c = c.next_sibling
         if c is not None and c.start_byte <= min(b, lo + slack) and (best is None or c.start_byte < best):
@@ -57,7 +58,7 @@ def _snap_end(path: list[tree_sitter.Node], hi: int, b: int) -> int:
     slack = int((hi - b) * SNAP_SHARE)
     best = None
     for a in path:
-        c = a.first_child_for_byte(hi)  # the child straddling hi: cut before it
+        c = first_child_for_byte(a, hi)  # the child straddling hi: cut before it
         c = c.prev_sibling if c is not None else (a.child(a.child_count - 1) if a.child_count else None)
         if c is not None and max(b, hi - slack) <= c.end_byte <= hi and (best is None or c.end_byte > best):
             best = c.end_byte

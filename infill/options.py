@@ -9,7 +9,7 @@ class InfillOptions:
     max_lines: int = 16  # most lines a multi-line completion may have
     context_tokens: int = 1536  # budget for the prompt around the canvas
     candidates: int = 1  # how many canvas sizes to try (initial, larger, smaller, ...)
-    canvas: int | None = None  # initial canvas; None = the span kind's default
+    canvas: int | None = None  # initial canvas, overriding the kind's default and hard maximum
     min_chars: int = 1  # shorter completions (after post-processing) are dropped
 
     def __post_init__(self):

@@ -6,7 +6,7 @@ import tree_sitter
 
 from .document import Document
 from .languages import ts_language
-from .syntax import count_errors
+from .syntax import count_errors, first_child_for_byte
 
 MAX_WINDOW_CHARS = 20_000  # the re-parsed region is at most this far on each side of the cursor
 
@@ -35,7 +35,7 @@ class SyntaxCheck:
     def __init__(self, doc: Document, start: int, end: int):
         text, b = doc.text, doc.byte_offset(start)
         root = doc.tree.root_node
-        child = root.first_child_for_byte(b)
+        child = first_child_for_byte(root, b)
         before = child.prev_sibling if child is not None else root.child(root.child_count - 1)
         if child is not None and child.start_byte <= b:
             before = child

@@ -92,7 +92,8 @@ def plan_span(syn: CursorSyntax, invoked: bool = False, options: InfillOptions =
     kind = _kind(syn, blank, at_end)
     indent, indent_range = _indent(syn, kind, blank)
     initial, hard = CANVAS[kind]
-    max_canvas = min(hard, options.max_tokens)
+    # an explicit canvas (a fixed budget) overrides the kind's defaults; max_tokens caps both
+    max_canvas = min(max(hard, options.canvas or 0), options.max_tokens)
     multi = kind in ("lines", "block")
     return Span(
         kind=kind,

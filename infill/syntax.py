@@ -159,6 +159,13 @@ def syntax_context(doc: Document, offset: int) -> CursorSyntax | None:
     )
 
 
+def first_child_for_byte(node: tree_sitter.Node, byte: int) -> tree_sitter.Node | None:
+    """The first child ending after `byte`; None past the last one. Goes through a TreeCursor
+    because Node.first_child_for_byte crashes there (py-tree-sitter 0.26 returns a null node)."""
+    cursor = node.walk()
+    return cursor.node if cursor.goto_first_child_for_byte(byte) is not None else None
+
+
 def count_errors(node: tree_sitter.Node) -> int:
     """ERROR and MISSING nodes under node, descending only where has_error says there are some."""
     if not node.has_error and not node.is_missing:
