@@ -1,6 +1,5 @@
 """Definitions of one document (tags.scm), kept up to date across edits by re-querying only what changed."""
 
-from bisect import insort
 from dataclasses import dataclass
 
 import tree_sitter
@@ -22,61 +21,65 @@ class Definition:
 
 
 class DefinitionIndex:
-    """Built in full on first use; afterwards an edit drops the entries it touches and marks
-    its range dirty, and the next lookup re-queries only the dirty ranges."""
+    """Built in full on first lookup. Edits are only queued (the re-parse path stays cheap); the next
+    lookup shifts the entries after each edit, drops those it touched or whose syntax changed, and
+    re-queries only those ranges."""
 
     def __init__(self, language: str):
         self.language = language
-        self._entries: list[Definition] | None = None
-        self._dirty: list[tuple[int, int]] = []
+        self._by_name: dict[str, list[Definition]] | None = None
+        self._pending: list[tuple[int, int, int, list[tuple[int, int]]]] = []
 
     def edit(self, start: int, old_end: int, new_end: int, changed: list[tree_sitter.Range]) -> None:
         """Bytes [start, old_end) became [start, new_end); `changed` are the ranges (in the new tree)
         whose syntax changed, which may reach far beyond the edit (an unclosed string, a dedent)."""
-        if self._entries is None:
-            return
-        delta = new_end - old_end
-        kept = []
-        for d in self._entries:
-            if d.end < start:
-                kept.append(d)
-            elif d.start > old_end:
-                d.start, d.name_end, d.end = d.start + delta, d.name_end + delta, d.end + delta
-                kept.append(d)
-        dirty = [(r.start_byte, r.end_byte) for r in changed]
-        self._entries = [d for d in kept if not any(d.start <= hi and lo <= d.end for lo, hi in dirty)]
-        shifted = [(lo if lo < start else lo + delta, hi if hi < start else hi + delta) for lo, hi in self._dirty]
-        self._dirty = [*shifted, (start, new_end), *dirty]
+        if self._by_name is not None:
+            self._pending.append((start, old_end, new_end, [(r.start_byte, r.end_byte) for r in changed]))
 
     def lookup(self, tree: tree_sitter.Tree, data: bytes) -> dict[str, list[Definition]]:
-        """All definitions by name, refreshed against the current tree."""
+        """All definitions by name, brought up to date with the current tree."""
         root = tree.root_node
-        if self._entries is None:
-            self._entries = []
+        if self._by_name is None:
+            self._by_name = {}
             self._add(root, None, None)
-        for lo, hi in self._dirty:
-            # the enclosing definitions were dropped too: re-query everything that intersects the edit
+            return self._by_name
+        if not self._pending:
+            return self._by_name
+        dirty: list[tuple[int, int]] = []
+        for start, old_end, new_end, changed in self._pending:
+            delta = new_end - old_end
+            dirty = [(lo if lo < start else lo + delta, hi if hi < start else hi + delta) for lo, hi in dirty]
+            dirty += [(start, new_end), *changed]
+            for name, entries in list(self._by_name.items()):
+                kept = []
+                for d in entries:
+                    if d.start > old_end:
+                        d.start, d.name_end, d.end = d.start + delta, d.name_end + delta, d.end + delta
+                    elif d.end >= start:
+                        continue  # the edit touched it
+                    if not any(d.start <= hi and lo <= d.end for lo, hi in changed):
+                        kept.append(d)
+                if kept:
+                    self._by_name[name] = kept
+                else:
+                    del self._by_name[name]
+        self._pending = []
+        for lo, hi in dirty:  # the dropped entries intersect these ranges, so the query finds them again
             self._add(root, max(0, lo - 1), min(len(data), hi + 1))
-        self._dirty = []
-        by_name: dict[str, list[Definition]] = {}
-        for d in self._entries:
-            by_name.setdefault(d.name, []).append(d)
-        return by_name
+        return self._by_name
 
     def _add(self, root: tree_sitter.Node, lo: int | None, hi: int | None) -> None:
-        seen = {d.start for d in self._entries}
         for caps in matches(self.language, "tags", root, lo, hi):
             name = caps.get("name")
             kind = next((k for k in caps if k.startswith("definition.")), None)
             if not name or kind is None:
                 continue
             node, name_node = caps[kind][0], name[0]
-            if node.start_byte in seen:
+            text = name_node.text.decode(errors="replace")
+            entries = self._by_name.setdefault(text, [])
+            if any(d.start == node.start_byte for d in entries):
                 continue
-            seen.add(node.start_byte)
-            d = Definition(name_node.text.decode(errors="replace"), kind.split(".", 1)[1],
-                           node.start_byte, name_node.end_byte, node.end_byte)  # fmt: skip
-            insort(self._entries, d, key=lambda e: e.start)
+            entries.append(Definition(text, kind.split(".", 1)[1], node.start_byte, name_node.end_byte, node.end_byte))
 
 
 def signature(d: Definition, data: bytes, language: str) -> str:

@@ -53,13 +53,26 @@ def query(lang: str, purpose: str) -> tree_sitter.Query:
         raise ValueError(f"grammars/{spec(lang).queries}/{purpose}.scm: {e}") from None
 
 
+def _top_level(node: tree_sitter.Node, start: int, end: int) -> tree_sitter.Node:
+    """The root's child spanning [start, end], else the root. Query cursors walk a node's children
+    linearly, and a root may have thousands; the root itself is never a capture infill asks for."""
+    cursor = node.walk()
+    if node.parent is None and cursor.goto_first_child_for_byte(start) is not None:
+        child = cursor.node
+        if child.start_byte <= start and end <= child.end_byte:
+            return child
+    return node
+
+
 def captures(
     lang: str, purpose: str, node: tree_sitter.Node, start: int | None = None, end: int | None = None
 ) -> dict[str, list[tree_sitter.Node]]:
     """Captures under `node`, restricted to nodes intersecting bytes [start, end) when given."""
     cursor = tree_sitter.QueryCursor(query(lang, purpose))
     if start is not None:
-        cursor.set_byte_range(start, end if end is not None else node.end_byte)
+        end = end if end is not None else node.end_byte
+        cursor.set_byte_range(start, end)
+        node = _top_level(node, start, end)
     return cursor.captures(node)
 
 

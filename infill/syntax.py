@@ -70,23 +70,16 @@ def _nearest_nonblank(text: str, pos: int, step: int) -> str:
     return ""
 
 
-def guess_indent_unit(text: str, pos: int, default: str, lines: int = 60) -> str:
+_LINE_INDENT = re.compile(r"\n([ \t]*)\S")
+
+
+def guess_indent_unit(text: str, pos: int, default: str, chars: int = 2000) -> str:
     """Smallest positive indentation step between consecutive non-blank lines near pos."""
-    lo = pos
-    for _ in range(lines):
-        lo = text.rfind("\n", 0, lo - 1) + 1 if lo > 0 else 0
-    chunk = text[lo : pos + 4000]
-    prev, best = None, None
-    for line in chunk.split("\n")[: 2 * lines]:
-        if not line.strip():
-            continue
-        ws = indent_of(line)
-        if "\t" in ws:
-            return "\t"
-        if prev is not None and len(ws) > prev:
-            best = min(best or 99, len(ws) - prev)
-        prev = len(ws)
-    return " " * best if best else default
+    indents = _LINE_INDENT.findall(text, max(0, pos - chars), pos + chars // 2)
+    if any("\t" in ws for ws in indents):
+        return "\t"
+    steps = [len(b) - len(a) for a, b in zip(indents, indents[1:]) if len(b) > len(a)]
+    return " " * min(steps) if steps else default
 
 
 def _flag(lang: str, purpose: str, name: str, root: tree_sitter.Node, b: int, line_comment: bool) -> bool:
