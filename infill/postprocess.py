@@ -11,12 +11,18 @@ _REPEATED_CHUNK = re.compile(r"(\S.{0,9}?)\1{5,}")  # a short chunk six or more 
 _QUOTES = "\"'`"
 
 
-def _reindent(lines: list[str], first: int, span: Span) -> list[str]:
-    """Shift lines[first:] so lines[first] gets span.indent when the model's indent is out of range."""
+MAX_INDENT_VARIANTS = 4
+
+
+def _indent_string(width: int, span: Span) -> str:
+    unit = span.indent_unit
+    if "\t" in unit:
+        return "\t" * (width // indent_width(unit)) + " " * (width % indent_width(unit))
+    return " " * width
+
+
+def _shift(lines: list[str], first: int, indent: str) -> list[str]:
     base = indent_of(lines[first])
-    lo, hi = span.indent_range
-    if lo <= indent_width(base) <= hi:
-        return lines
     out = lines[:first]
     for line in lines[first:]:
         ws = indent_of(line)
@@ -24,8 +30,20 @@ def _reindent(lines: list[str], first: int, span: Span) -> list[str]:
             out.append("")
             continue
         extra = ws[len(base) :] if ws.startswith(base) else " " * max(0, indent_width(ws) - indent_width(base))
-        out.append(span.indent + extra + line[len(ws) :])
+        out.append(indent + extra + line[len(ws) :])
     return out
+
+
+def _reindent(lines: list[str], first: int, span: Span) -> list[list[str]]:
+    """lines as written when lines[first] is indented within span.indent_range; otherwise shifted to
+    span.indent first, then to the other block levels nearest it (the syntax check picks)."""
+    lo, hi = span.indent_range
+    if lo <= indent_width(indent_of(lines[first])) <= hi:
+        return [lines]
+    default, step = indent_width(span.indent), max(1, indent_width(span.indent_unit))
+    levels = sorted(range(0, max(hi, default) + 1, step), key=lambda w: (abs(w - default), -w))
+    levels = [w for w in levels if w != default][: MAX_INDENT_VARIANTS - 1]
+    return [_shift(lines, first, span.indent)] + [_shift(lines, first, _indent_string(w, span)) for w in levels]
 
 
 def _cut_at_close(text: str, brackets: str) -> str:
@@ -97,6 +115,20 @@ def _closer_variants(line: str, keep: str) -> list[str]:
     return [*out, line + keep]
 
 
+def trim_unmatched_closers(line: str, brackets: str, context: str = "") -> str:
+    """Drop closing brackets at the end of `line` that nothing in context + line opened."""
+    opens, closes = brackets[0::2], brackets[1::2]
+    text = context + line
+    while line.rstrip() and line.rstrip()[-1] in closes:
+        ch = line.rstrip()[-1]
+        o = opens[closes.index(ch)]
+        if text.count(ch) <= text.count(o):
+            break
+        line = line.rstrip()[:-1]
+        text = context + line
+    return line
+
+
 def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) -> list[str]:
     """Replacement texts for text[span.start:span.end], preferred first; [] drops the middle."""
     middle = middle.replace("\r\n", "\n").rstrip()
@@ -107,14 +139,21 @@ def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) 
     if not multi:
         if span.kind == "line":
             middle = middle.lstrip("\n")
-        line = _reindent([lead + middle.split("\n", 1)[0]], 0, span)[0] if span.kind == "line" else lead + middle.split("\n", 1)[0]
-        body = line[len(lead) :] if span.kind == "rest_of_line" else line
+        line = lead + middle.split("\n", 1)[0]
+        body = line[len(lead) :].strip()
         following = _following_lines(syn)
-        if len(body.strip()) < min_chars or is_repetitive(body):
+        if len(body) < min_chars or is_repetitive(body):
             return []
-        if span.kind == "line" and following and body.strip() in (following[0], syn.prev_line.strip()):
+        if span.kind == "line" and body in (following[:1] + [syn.prev_line.strip()]):
             return []
-        return _closer_variants(line, span.keep)
+        lines = [x[0] for x in _reindent([line], 0, span)] if span.kind == "line" else [line]
+        variants = []
+        for line in lines:
+            variants += _closer_variants(line, span.keep)
+            trimmed = trim_unmatched_closers(line, syn.lang.brackets, syn.text[syn.line_start : span.start])
+            if trimmed != line and trimmed.strip():
+                variants += _closer_variants(trimmed, span.keep)
+        return list(dict.fromkeys(variants))
     if span.stop_at_close:
         middle = _cut_at_close(middle, syn.lang.brackets)
     if span.new_line and not middle.startswith("\n"):
@@ -123,11 +162,12 @@ def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) 
     first = next((i for i, x in enumerate(lines) if x.strip() and (i > 0 or not span.new_line)), None)
     if first is None:
         return []
-    lines = _cut_multiline(_reindent(lines, first, span), first, span)
-    lines = _drop_suffix_overlap(lines, _following_lines(syn))
-    if span.keep and lines and lines[-1].strip() == span.keep.strip():
-        lines.pop()
-    text = "\n".join(lines).rstrip()
-    if len(text.strip()) < min_chars or is_repetitive(text):
-        return []
-    return [text + span.keep]
+    following, out = _following_lines(syn), []
+    for shifted in _reindent(lines, first, span):
+        kept = _drop_suffix_overlap(_cut_multiline(shifted, first, span), following)
+        if span.keep and kept and kept[-1].strip() == span.keep.strip():
+            kept.pop()
+        text = "\n".join(kept).rstrip()
+        if len(text.strip()) >= min_chars and not is_repetitive(text):
+            out.append(text + span.keep)
+    return list(dict.fromkeys(out))

@@ -17,6 +17,7 @@ class Span:
     end: int
     indent: str  # indentation the middle's first line should get
     indent_range: tuple[int, int]  # widths of indentation accepted as the model wrote it
+    indent_unit: str
     canvas: int  # initial canvas, tokens
     max_canvas: int  # hard maximum, tokens
     max_lines: int
@@ -60,13 +61,15 @@ def _indent(syn: CursorSyntax, kind: str, blank: bool) -> tuple[str, tuple[int, 
         header = indent_of(syn.prev_line if blank else syn.line_prefix)
         body = indent_of(syn.next_line)
         ind = body if indent_width(body) > indent_width(header) else header + unit
-        return ind, (indent_width(ind),) * 2
+        # the first line may itself open a deeper block, so anything from the header's body level
+        # to the next line's level is accepted as written
+        return ind, (indent_width(header + unit), max(indent_width(ind), indent_width(header + unit)))
     if syn.line_prefix:  # the editor (or the user) already indented this line
         return syn.line_prefix, (indent_width(syn.line_prefix),) * 2
     prev = indent_of(syn.prev_line)
     opener = syn.prev_line.rstrip().endswith(syn.lang.block_open)
     ind = prev + unit if opener else prev
-    nxt = indent_width(indent_of(syn.next_line)) if syn.next_line else indent_width(ind)
+    nxt = indent_width(indent_of(syn.next_line)) if syn.next_line else 0  # at the end any dedent fits
     if syn.lang.block_close and syn.next_line.lstrip().startswith(syn.lang.block_close):
         nxt += indent_width(unit)  # the next line closes the cursor's block: the line sits inside it
     widths = (indent_width(ind), nxt)
@@ -101,6 +104,7 @@ def plan_span(syn: CursorSyntax, invoked: bool = False, options: InfillOptions =
         end=syn.line_end if at_end else syn.offset,
         indent=indent,
         indent_range=indent_range,
+        indent_unit=syn.indent_unit,
         canvas=min(options.canvas or initial, max_canvas),
         max_canvas=max_canvas,
         max_lines=options.max_lines if multi else 1,

@@ -31,7 +31,7 @@ def fixed(by_canvas: dict[int, tuple[str, float]]):
 
 def test_syntax_beats_confidence():
     doc, off = doc_at("def f(x):\n    return g(x, |)\n", "python")
-    fill, calls = fixed({16: ("1))", 0.9), 32: ("2", 0.4)})
+    fill, calls = fixed({16: ("1 +", 0.9), 32: ("2", 0.4)})
     got = complete(doc, off, fill, count_tokens=count_tokens, options=InfillOptions(candidates=2))
     assert calls == [16, 32]
     assert got == Completion(off, off + 1, "2)", "rest_of_line", 0.4)
@@ -104,3 +104,28 @@ def test_signatures_come_from_other_documents():
 def test_options_are_validated():
     with pytest.raises(ValueError, match="InfillOptions.candidates"):
         InfillOptions(candidates=0)
+
+
+def test_unmatched_closers_are_repaired():
+    doc, off = doc_at("def f(ops):\n    total = sum(ops)\n|\n    return total\n", "python")
+    fill, _ = fixed({24: ("    print(total))", 0.5)})
+    got = complete(doc, off, fill, count_tokens=count_tokens)
+    assert (got.kind, got.text) == ("line", "    print(total)")
+
+
+def test_infill_imports_neither_torch_nor_lsprotocol_nor_engine():
+    import subprocess
+    import sys
+
+    code = "import sys, infill; print(sorted({'torch', 'lsprotocol', 'engine'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_indentation_is_fitted_and_levels_are_tried():
+    # the model lost the indentation of an `elif`; the nearest block levels are tried and the one that parses wins
+    src = "def f(c):\n    if c == 1:\n        x = 1\n|\n        x = 2\n    return x\n"
+    doc, off = doc_at(src, "python")
+    fill, _ = fixed({24: ("elif c == 2:", 0.5)})
+    got = complete(doc, off, fill, count_tokens=count_tokens)
+    assert got.text == "    elif c == 2:"
