@@ -18,6 +18,7 @@ CHARS_PER_TOKEN = 3  # first guess for sizing windows before count_tokens measur
 SUFFIX_SHARE = 0.25  # of the budget, for the text after the cursor
 EXTRAS_SHARE = 0.25  # of the budget, at most, for imports, headers and signatures
 IMPORT_SCAN_CHARS = 16_000  # imports are looked for in the document's head only
+IMPORT_DEPTH = 3  # ... and near the top level (inside an include guard at most)
 USE_LINES = 12  # identifiers this many lines around the cursor count as "used near the cursor"
 MAX_HEADER_LINES = 4
 MAX_SIGNATURES = 8
@@ -109,7 +110,7 @@ def _imports(doc: Document, window_lo: int) -> list[str]:
     hi = min(window_lo, doc.byte_offset(min(len(doc.text), IMPORT_SCAN_CHARS)))
     if hi <= 0:
         return []
-    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi).get("import", [])
+    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi, max_depth=IMPORT_DEPTH).get("import", [])
     nodes = sorted({(n.start_byte, n.end_byte) for n in nodes if n.end_byte <= window_lo})
     return [doc.data[s:e].decode(errors="replace") for s, e in nodes]
 

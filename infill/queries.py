@@ -65,10 +65,18 @@ def _top_level(node: tree_sitter.Node, start: int, end: int) -> tree_sitter.Node
 
 
 def captures(
-    lang: str, purpose: str, node: tree_sitter.Node, start: int | None = None, end: int | None = None
+    lang: str,
+    purpose: str,
+    node: tree_sitter.Node,
+    start: int | None = None,
+    end: int | None = None,
+    max_depth: int | None = None,
 ) -> dict[str, list[tree_sitter.Node]]:
-    """Captures under `node`, restricted to nodes intersecting bytes [start, end) when given."""
+    """Captures under `node`, restricted to nodes intersecting bytes [start, end) when given, and to
+    matches starting at most max_depth levels below `node`."""
     cursor = tree_sitter.QueryCursor(query(lang, purpose))
+    if max_depth is not None:
+        cursor.set_max_start_depth(max_depth)
     if start is not None:
         end = end if end is not None else node.end_byte
         cursor.set_byte_range(start, end)

@@ -8,7 +8,7 @@ from .document import Document
 from .languages import ts_language
 from .syntax import count_errors, first_child_for_byte
 
-MAX_WINDOW_CHARS = 20_000  # the re-parsed region is at most this far on each side of the cursor
+MAX_WINDOW_CHARS = 2_500  # the re-parsed region reaches at most this far on each side of the span
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +44,22 @@ class SyntaxCheck:
         hi = doc.char_offset(after.end_byte) if after is not None else len(text)
         self._lo = max(lo, _line_start(text, max(0, start - MAX_WINDOW_CHARS)))
         self._hi = min(max(hi, end), _line_end(text, min(len(text), end + MAX_WINDOW_CHARS)))
-        self._head, self._tail = text[self._lo : start], text[end : self._hi]
+        self._head, self._tail = text[self._lo : start].encode(), text[end : self._hi].encode()
         self._parser = tree_sitter.Parser(ts_language(doc.language))
-        self.baseline = self._errors("")
-
-    def _errors(self, middle: str) -> int:
-        return count_errors(self._parser.parse((self._head + middle + self._tail).encode()).root_node)
+        self._tree = self._parser.parse(self._head + self._tail)
+        self.baseline = count_errors(self._tree.root_node)
 
     def errors_added(self, replacement: str) -> int:
-        return self._errors(replacement) - self.baseline
+        """Re-parses the window incrementally from its parse without the replacement."""
+        rep, at = replacement.encode(), len(self._head)
+        row = self._head.count(b"\n")
+        col = at - (self._head.rfind(b"\n") + 1)
+        lines = rep.count(b"\n")
+        last = len(rep) - (rep.rfind(b"\n") + 1)
+        tree = self._tree.copy()
+        tree.edit(at, at, at + len(rep), (row, col), (row, col), (row + lines, last if lines else col + last))
+        tree = self._parser.parse(self._head + rep + self._tail, tree)
+        return count_errors(tree.root_node) - self.baseline
 
 
 def best(candidates: list[Candidate]) -> Candidate | None:
