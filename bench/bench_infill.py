@@ -21,7 +21,7 @@ from infill import Document, InfillOptions, complete
 
 CURSOR = "@"  # marks cursor positions in the templates below; "{i}" makes names unique
 TEMPLATES = {
-    "python": '''
+    "python": """
 class Widget_{i}:
     def area_{i}(self, width_{i}, height_{i}):@
         total_{i} = width_{i} * height_{i}
@@ -31,8 +31,8 @@ class Widget_{i}:
     def scale_{i}(self, factor_{i}):
         return Widget_{i}(self.size * factor_{i}, max(@))
 
-''',
-    "javascript": '''
+""",
+    "javascript": """
 class Widget_{i} {
   area_{i}(width_{i}, height_{i}) {@
     const total_{i} = width_{i} * height_{i};
@@ -43,8 +43,8 @@ class Widget_{i} {
     return new Widget_{i}(this.size * factor_{i}, Math.max(@));
   }
 }
-''',
-    "typescript": '''
+""",
+    "typescript": """
 class Widget_{i} {
   area_{i}(width_{i}: number, height_{i}: number): number {@
     const total_{i} = width_{i} * height_{i};
@@ -55,8 +55,8 @@ class Widget_{i} {
     return new Widget_{i}(this.size * factor_{i}, Math.max(@));
   }
 }
-''',
-    "go": '''
+""",
+    "go": """
 type Widget_{i} struct {
 	size int
 }
@@ -70,8 +70,8 @@ func (w *Widget_{i}) Area_{i}(width_{i}, height_{i} int) int {@
 func Scale_{i}(w Widget_{i}, factor_{i} int) int {
 	return max(w.size*factor_{i}, min(@))
 }
-''',
-    "rust": '''
+""",
+    "rust": """
 struct Widget_{i} {
     size: i64,
 }
@@ -86,8 +86,8 @@ impl Widget_{i} {
         std::cmp::max(self.size * factor_{i}, i64::abs(@))
     }
 }
-''',
-    "java": '''
+""",
+    "java": """
 class Widget_{i} {
     int size;
     int area_{i}(int width_{i}, int height_{i}) {@
@@ -99,8 +99,8 @@ class Widget_{i} {
         return Math.max(size * factor_{i}, Math.abs(@));
     }
 }
-''',
-    "c": '''
+""",
+    "c": """
 struct widget_{i} {
     int size;
 };
@@ -114,8 +114,8 @@ int area_{i}(int width_{i}, int height_{i}) {@
 int scale_{i}(struct widget_{i} *w, int factor_{i}) {
     return max(w->size * factor_{i}, abs(@));
 }
-''',
-    "cpp": '''
+""",
+    "cpp": """
 class Widget_{i} {
 public:
     int area_{i}(int width_{i}, int height_{i}) const {@
@@ -129,11 +129,12 @@ public:
 private:
     int size_ = 1;
 };
-''',
+""",
 }
 HEADER = {"python": "import math\n", "go": "package widgets\n", "java": "import java.util.List;\n",
           "c": "#include <stdlib.h>\n", "cpp": "#include <algorithm>\n", "rust": "use std::cmp;\n",
-          "javascript": 'import fs from "node:fs";\n', "typescript": 'import fs from "node:fs";\n'}  # fmt: skip
+          "javascript": 'import fs from "node:fs";\n',
+          "typescript": 'import fs from "node:fs";\n'}  # fmt: skip
 
 
 def make_file(lang: str, lines: int) -> tuple[str, list[int]]:
@@ -177,10 +178,14 @@ def bench(lang: str, lines: int, samples: int, count_tokens) -> tuple[list, list
         return "total = compute(a, b)\n    return total + 1)\n", 0.5
 
     options = InfillOptions(candidates=2)
-    complete(doc, cursors[0], fill, count_tokens=count_tokens, options=options)  # builds the definition index once
+    complete(
+        doc, cursors[0], fill, count_tokens=count_tokens, options=options
+    )  # builds the definition index once
     plan = []
     for _ in range(samples):
-        plan.append(timed(complete, doc, rng.choice(cursors), fill, count_tokens=count_tokens, options=options))
+        plan.append(
+            timed(complete, doc, rng.choice(cursors), fill, count_tokens=count_tokens, options=options)
+        )
     idents = [m.start() + 2 for m in re.finditer(r"[a-z]+_\d+", text)]
     reparse = []
     for _ in range(samples):
@@ -204,11 +209,18 @@ def main() -> None:
         tok = Tokenizer.from_file(args.tokenizer)
         count_tokens = lambda s: len(tok.encode(s, add_special_tokens=False).ids)  # noqa: E731
     print(f"{args.lines}-line files, {args.samples} samples each; p50 / p95 in ms")
-    print("| language | lines | complete() wall | complete() CPU | re-parse wall | re-parse CPU | full parse |")
+    print(
+        "| language | lines | complete() wall | complete() CPU | re-parse wall | re-parse CPU | full parse |"
+    )
     print("|---|---|---|---|---|---|---|")
     for lang in args.langs.split(","):
         plan, reparse, full = bench(lang, args.lines, args.samples, count_tokens)
-        cols = [pct([w for w, _ in plan]), pct([c for _, c in plan]), pct([w for w, _ in reparse]), pct([c for _, c in reparse])]
+        cols = [
+            pct([w for w, _ in plan]),
+            pct([c for _, c in plan]),
+            pct([w for w, _ in reparse]),
+            pct([c for _, c in reparse]),
+        ]
         print(f"| {lang} | {args.lines} | {' | '.join(cols)} | {full * 1e3:.1f} |")
 
 

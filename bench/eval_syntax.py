@@ -29,7 +29,10 @@ from infill import Document, InfillOptions, complete
 from infill.languages import ts_language
 from infill.syntax import count_errors
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/human-eval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"
+DATA = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/human-eval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"
+)
 PARSER = tree_sitter.Parser(ts_language("python"))
 
 
@@ -44,11 +47,21 @@ def errors(code: str) -> int:
 
 
 def passes(task: dict, middle: str, timeout: float) -> bool:
-    program = task["prompt"] + middle + task["suffix"] + "\n" + task["test"] + "\n" + f"check({task['entry_point']})\n"
+    program = (
+        task["prompt"]
+        + middle
+        + task["suffix"]
+        + "\n"
+        + task["test"]
+        + "\n"
+        + f"check({task['entry_point']})\n"
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(program)
     try:
-        run = subprocess.run([sys.executable, f.name], capture_output=True, timeout=timeout, cwd=tempfile.gettempdir())
+        run = subprocess.run(
+            [sys.executable, f.name], capture_output=True, timeout=timeout, cwd=tempfile.gettempdir()
+        )
         return run.returncode == 0
     except subprocess.TimeoutExpired:
         return False
@@ -129,13 +142,20 @@ def main() -> None:
     n = len(rows)
     share = lambda key: 100 * sum(r[key] for r in rows) / n  # noqa: E731
     mean_s = lambda key: sum(r[key] for r in rows) / n  # noqa: E731
-    print(f"HumanEval-SingleLineInfilling, {n} tasks, model {model.path}, canvas fixed at {args.canvas} tokens "
-          f"(system-chosen, not the gold length), pipeline candidates {args.candidates}, {args.device}/{args.dtype}")
+    print(
+        f"HumanEval-SingleLineInfilling, {n} tasks, model {model.path}, canvas fixed at {args.canvas} tokens "
+        f"(system-chosen, not the gold length), pipeline candidates {args.candidates}, "
+        f"{args.device}/{args.dtype}"
+    )
     print("| arm | pass@1 | adds ERROR/MISSING | s/task |")
     print("|---|---|---|---|")
-    print(f"| raw engine | {share('raw_pass'):.1f}% | {share('raw_adds_errors'):.1f}% | {mean_s('raw_s'):.2f} |")
-    print(f"| syntax-aware pipeline | {share('pipeline_pass'):.1f}% | {share('pipeline_adds_errors'):.1f}% "
-          f"| {mean_s('pipeline_s'):.2f} |")
+    print(
+        f"| raw engine | {share('raw_pass'):.1f}% | {share('raw_adds_errors'):.1f}% | {mean_s('raw_s'):.2f} |"
+    )
+    print(
+        f"| syntax-aware pipeline | {share('pipeline_pass'):.1f}% | {share('pipeline_adds_errors'):.1f}% "
+        f"| {mean_s('pipeline_s'):.2f} |"
+    )
 
 
 if __name__ == "__main__":

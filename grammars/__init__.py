@@ -1,4 +1,4 @@
-"""Tree-sitter queries (`<lang>/<purpose>.scm`) and the language table (`languages.toml`) that infill reads."""
+"""Tree-sitter queries (`<lang>/<purpose>.scm`) and the language table (`languages.toml`) infill reads."""
 
 from pathlib import Path
 

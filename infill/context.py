@@ -94,8 +94,12 @@ def _headers(doc: Document, b: int, window_lo: int) -> list[str]:
     for outer in caps.get("function.outer", []) + caps.get("class.outer", []):
         if not outer.start_byte < window_lo or not outer.start_byte < b <= outer.end_byte:
             continue
-        body = min((n.start_byte for n in inner if outer.start_byte < n.start_byte <= b and n.end_byte <= outer.end_byte),
-                   default=None)  # fmt: skip
+        bodies = [
+            n.start_byte
+            for n in inner
+            if outer.start_byte < n.start_byte <= b and n.end_byte <= outer.end_byte
+        ]
+        body = min(bodies, default=None)
         if body is None:
             continue
         start = doc.data.rfind(b"\n", 0, outer.start_byte) + 1
@@ -110,12 +114,16 @@ def _imports(doc: Document, window_lo: int) -> list[str]:
     hi = min(window_lo, doc.byte_offset(min(len(doc.text), IMPORT_SCAN_CHARS)))
     if hi <= 0:
         return []
-    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi, max_depth=IMPORT_DEPTH).get("import", [])
+    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi, max_depth=IMPORT_DEPTH).get(
+        "import", []
+    )
     nodes = sorted({(n.start_byte, n.end_byte) for n in nodes if n.end_byte <= window_lo})
     return [doc.data[s:e].decode(errors="replace") for s, e in nodes]
 
 
-def _signatures(doc: Document, names: list[str], window: tuple[int, int], b: int, others: Sequence[Document]) -> list[str]:
+def _signatures(
+    doc: Document, names: list[str], window: tuple[int, int], b: int, others: Sequence[Document]
+) -> list[str]:
     out: list[str] = []
     for d in (doc, *others):
         if d.definitions is None:
@@ -146,7 +154,9 @@ def _near_names(text: str, offset: int) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _window(doc: Document, offset: int, before: int, after: int, count: Callable[[str], int]) -> tuple[int, int]:
+def _window(
+    doc: Document, offset: int, before: int, after: int, count: Callable[[str], int]
+) -> tuple[int, int]:
     """Str offsets of the nearest text around the cursor, within before/after tokens each side,
     with both edges moved to statement boundaries when one is close."""
     text = doc.text
@@ -165,7 +175,11 @@ def _window(doc: Document, offset: int, before: int, after: int, count: Callable
 
 
 def build_context(
-    doc: Document, offset: int, count_tokens: Callable[[str], int], budget: int, others: Sequence[Document] = ()
+    doc: Document,
+    offset: int,
+    count_tokens: Callable[[str], int],
+    budget: int,
+    others: Sequence[Document] = (),
 ) -> Prompt:
     """Prefix and suffix for the canvas at `offset`, together within `budget` tokens."""
     suffix_budget = int(budget * SUFFIX_SHARE)
@@ -173,7 +187,11 @@ def build_context(
     before_budget = budget - suffix_budget - extras_budget
     lo, hi = _window(doc, offset, before_budget, suffix_budget, count_tokens)
     before, suffix = doc.text[lo:offset], doc.text[offset:hi]
-    lo_b, hi_b, b = doc.byte_offset(offset - len(before)), doc.byte_offset(offset + len(suffix)), doc.byte_offset(offset)
+    lo_b, hi_b, b = (
+        doc.byte_offset(offset - len(before)),
+        doc.byte_offset(offset + len(suffix)),
+        doc.byte_offset(offset),
+    )
     line_comment = spec(doc.language).line_comment
     parts = (
         "\n".join(_headers(doc, b, lo_b)),
@@ -182,7 +200,11 @@ def build_context(
     )
     fitted = []
     for part in parts:  # in order of priority
-        part = _fit(part.rstrip("\n") + "\n", extras_budget, count_tokens, from_end=False) if part.strip() else ""
+        part = (
+            _fit(part.rstrip("\n") + "\n", extras_budget, count_tokens, from_end=False)
+            if part.strip()
+            else ""
+        )
         extras_budget -= count_tokens(part) if part else 0
         fitted.append(part if extras_budget >= 0 else "")
     headers, imports, sigs = fitted

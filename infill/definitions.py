@@ -79,7 +79,9 @@ class DefinitionIndex:
             entries = self._by_name.setdefault(text, [])
             if any(d.start == node.start_byte for d in entries):
                 continue
-            entries.append(Definition(text, kind.split(".", 1)[1], node.start_byte, name_node.end_byte, node.end_byte))
+            entries.append(
+                Definition(text, kind.split(".", 1)[1], node.start_byte, name_node.end_byte, node.end_byte)
+            )
 
 
 def signature(d: Definition, data: bytes, language: str) -> str:
@@ -92,7 +94,12 @@ def signature(d: Definition, data: bytes, language: str) -> str:
     opens, closes = s.brackets[0::2], s.brackets[1::2]
     depth = sum(text.count(o) for o in opens) - sum(text.count(c) for c in closes)
     lines = text.split("\n")
-    while depth > 0 and not text.rstrip().endswith(s.block_open) and end < d.end and len(lines) < MAX_SIGNATURE_LINES:
+    while (
+        depth > 0
+        and not text.rstrip().endswith(s.block_open)
+        and end < d.end
+        and len(lines) < MAX_SIGNATURE_LINES
+    ):
         nxt = data.find(b"\n", end + 1, d.end)
         nxt = d.end if nxt < 0 else nxt
         line = data[end + 1 : nxt].decode(errors="replace")

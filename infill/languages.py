@@ -1,11 +1,11 @@
 """The language table (grammars/languages.toml) as frozen specs, and tree-sitter grammars by name."""
 
 import importlib
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
 
+import tomllib
 import tree_sitter
 
 from grammars import LANGUAGES_TOML

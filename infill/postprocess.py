@@ -29,7 +29,9 @@ def _shift(lines: list[str], first: int, indent: str) -> list[str]:
         if not line.strip():
             out.append("")
             continue
-        extra = ws[len(base) :] if ws.startswith(base) else " " * max(0, indent_width(ws) - indent_width(base))
+        extra = (
+            ws[len(base) :] if ws.startswith(base) else " " * max(0, indent_width(ws) - indent_width(base))
+        )
         out.append(indent + extra + line[len(ws) :])
     return out
 
@@ -43,7 +45,9 @@ def _reindent(lines: list[str], first: int, span: Span) -> list[list[str]]:
     default, step = indent_width(span.indent), max(1, indent_width(span.indent_unit))
     levels = sorted(range(0, max(hi, default) + 1, step), key=lambda w: (abs(w - default), -w))
     levels = [w for w in levels if w != default][: MAX_INDENT_VARIANTS - 1]
-    return [_shift(lines, first, span.indent)] + [_shift(lines, first, _indent_string(w, span)) for w in levels]
+    return [_shift(lines, first, span.indent)] + [
+        _shift(lines, first, _indent_string(w, span)) for w in levels
+    ]
 
 
 def _cut_at_close(text: str, brackets: str) -> str:

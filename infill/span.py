@@ -83,7 +83,9 @@ def _keep(syn: CursorSyntax, tail: str, multi: bool) -> str:
     return ("\n" + indent_of(syn.line_prefix) if multi else "") + tail.strip()
 
 
-def plan_span(syn: CursorSyntax, invoked: bool = False, options: InfillOptions = InfillOptions()) -> Span | None:
+def plan_span(
+    syn: CursorSyntax, invoked: bool = False, options: InfillOptions = InfillOptions()
+) -> Span | None:
     """The span to fill at the cursor, or None when an automatic request should not complete here."""
     if not invoked and (syn.in_comment or syn.in_string or syn.mid_word):
         return None

@@ -94,7 +94,9 @@ def _block(doc: Document, b: int, lang: LanguageSpec) -> tuple[int, int, bool] |
     """Innermost delimited @block.outer strictly around byte b, and whether only whitespace is inside it."""
     if lang.offside:
         return None
-    nodes = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1).get("block.outer", [])
+    nodes = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1).get(
+        "block.outer", []
+    )
     inside = [n for n in nodes if n.start_byte < b < n.end_byte]
     if not inside:
         return None

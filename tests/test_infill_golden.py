@@ -2,10 +2,10 @@
 expected.toml holding the span kind, prompt checks, the fake model's middles and the final text."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from infill import Document, InfillOptions, complete, language_for
 
@@ -57,7 +57,9 @@ def test_golden(lang, path, case):
         return fills.get(canvas, ""), 0.5
 
     options = InfillOptions(context_tokens=case.get("context_tokens", 1536), candidates=max(1, len(fills)))
-    result = complete(doc, offset, fill, count_tokens=count_tokens, invoked=case.get("invoked", False), options=options)
+    result = complete(
+        doc, offset, fill, count_tokens=count_tokens, invoked=case.get("invoked", False), options=options
+    )
     if case["kind"] == "none":
         assert result is None and not prompts
         return

@@ -47,7 +47,9 @@ def test_confidence_breaks_syntax_ties():
 def test_a_repair_ranks_above_a_neutral_candidate():
     doc, off = doc_at("int f(int x) {\n    return g(x|\n}\n", "c")
     fill, _ = fixed({16: ("", 0.9), 32: (", 1);", 0.2)})
-    got = complete(doc, off, fill, count_tokens=count_tokens, invoked=True, options=InfillOptions(candidates=2))
+    got = complete(
+        doc, off, fill, count_tokens=count_tokens, invoked=True, options=InfillOptions(candidates=2)
+    )
     assert got.text == ", 1);"
 
 
@@ -77,7 +79,9 @@ def test_fixed_canvas_budget_is_honoured():
     assert calls == [40] and got.text == "    return x" and got.kind == "block"
 
 
-@pytest.mark.parametrize("canvas, hard, n, expected", [(16, 32, 1, [16]), (16, 32, 3, [16, 32, 8]), (40, 40, 3, [40, 20, 10])])
+@pytest.mark.parametrize(
+    "canvas, hard, n, expected", [(16, 32, 1, [16]), (16, 32, 3, [16, 32, 8]), (40, 40, 3, [40, 20, 10])]
+)
 def test_canvas_sizes(canvas, hard, n, expected):
     doc, off = doc_at("x = |\n", "python")
     span = plan_span(syntax_context(doc, off), options=InfillOptions(canvas=canvas, max_tokens=hard))
@@ -95,7 +99,9 @@ def test_prompt_fits_budget_and_keeps_the_cursor_lines():
 
 
 def test_signatures_come_from_other_documents():
-    other = Document("export function distance(a, b) {\n  return Math.hypot(a.x - b.x, a.y - b.y);\n}\n", "javascript")
+    other = Document(
+        "export function distance(a, b) {\n  return Math.hypot(a.x - b.x, a.y - b.y);\n}\n", "javascript"
+    )
     doc, off = doc_at("const d = distance(p, q);\n|\n", "javascript")
     prompt = build_context(doc, off, count_tokens, 300, others=[other])
     assert prompt.prefix.startswith("// function distance(a, b)\n")
@@ -123,7 +129,7 @@ def test_infill_imports_neither_torch_nor_lsprotocol_nor_engine():
 
 
 def test_indentation_is_fitted_and_levels_are_tried():
-    # the model lost the indentation of an `elif`; the nearest block levels are tried and the one that parses wins
+    # the model lost the indentation of an `elif`: nearby block levels are tried, the one that parses wins
     src = "def f(c):\n    if c == 1:\n        x = 1\n|\n        x = 2\n    return x\n"
     doc, off = doc_at(src, "python")
     fill, _ = fixed({24: ("elif c == 2:", 0.5)})
