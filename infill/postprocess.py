@@ -133,31 +133,27 @@ def trim_unmatched_closers(line: str, brackets: str, context: str = "") -> str:
     return line
 
 
-def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) -> list[str]:
-    """Replacement texts for text[span.start:span.end], preferred first; [] drops the middle."""
-    middle = middle.replace("\r\n", "\n").rstrip()
-    if not middle.strip():
+def _single_line(middle: str, lead: str, span: Span, syn: CursorSyntax, min_chars: int) -> list[str]:
+    if span.kind == "line":
+        middle = middle.lstrip("\n")  # the model may open with the cursor line's own end
+    line = lead + middle.split("\n", 1)[0]
+    body = line[len(lead) :].strip()
+    if len(body) < min_chars or is_repetitive(body):
         return []
-    lead = syn.text[span.start : syn.offset]  # what the replacement repeats of the cursor's line
-    multi = span.kind in ("lines", "block")
-    if not multi:
-        if span.kind == "line":
-            middle = middle.lstrip("\n")
-        line = lead + middle.split("\n", 1)[0]
-        body = line[len(lead) :].strip()
-        following = _following_lines(syn)
-        if len(body) < min_chars or is_repetitive(body):
-            return []
-        if span.kind == "line" and body in (following[:1] + [syn.prev_line.strip()]):
-            return []
-        lines = [x[0] for x in _reindent([line], 0, span)] if span.kind == "line" else [line]
-        variants = []
-        for line in lines:
-            variants += _closer_variants(line, span.keep)
-            trimmed = trim_unmatched_closers(line, syn.lang.brackets, syn.text[syn.line_start : span.start])
-            if trimmed != line and trimmed.strip():
-                variants += _closer_variants(trimmed, span.keep)
-        return list(dict.fromkeys(variants))
+    if span.kind == "line" and body in (_following_lines(syn)[:1] + [syn.prev_line.strip()]):
+        return []  # it only repeats the line below or above
+    lines = [x[0] for x in _reindent([line], 0, span)] if span.kind == "line" else [line]
+    context = syn.text[syn.line_start : span.start]
+    variants = []
+    for line in lines:
+        variants += _closer_variants(line, span.keep)
+        trimmed = trim_unmatched_closers(line, syn.lang.brackets, context)
+        if trimmed != line and trimmed.strip():
+            variants += _closer_variants(trimmed, span.keep)
+    return list(dict.fromkeys(variants))
+
+
+def _multi_line(middle: str, lead: str, span: Span, syn: CursorSyntax, min_chars: int) -> list[str]:
     if span.stop_at_close:
         middle = _cut_at_close(middle, syn.lang.brackets)
     if span.new_line and not middle.startswith("\n"):
@@ -170,8 +166,19 @@ def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) 
     for shifted in _reindent(lines, first, span):
         kept = _drop_suffix_overlap(_cut_multiline(shifted, first, span), following)
         if span.keep and kept and kept[-1].strip() == span.keep.strip():
-            kept.pop()
+            kept.pop()  # the model wrote the closing line the suffix already has
         text = "\n".join(kept).rstrip()
         if len(text.strip()) >= min_chars and not is_repetitive(text):
             out.append(text + span.keep)
     return list(dict.fromkeys(out))
+
+
+def postprocess(middle: str, span: Span, syn: CursorSyntax, min_chars: int = 1) -> list[str]:
+    """Replacement texts for text[span.start:span.end], preferred first; [] drops the middle."""
+    middle = middle.replace("\r\n", "\n").rstrip()
+    if not middle.strip():
+        return []
+    lead = syn.text[span.start : syn.offset]  # what the replacement repeats of the cursor's line
+    if span.kind in ("lines", "block"):
+        return _multi_line(middle, lead, span, syn, min_chars)
+    return _single_line(middle, lead, span, syn, min_chars)
