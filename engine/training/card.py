@@ -1,0 +1,129 @@
+"""MODEL_CARD.md and loss.png for a shipped model, from its training.json, the run's log and eval results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EVAL_RESULTS = Path("runs/eval_model.jsonl")  # written by bench/eval_model.py
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss(log: list[dict], out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is in the bench extra; the card then goes without a plot
+        return False
+    train = [r for r in log if "loss" in r]
+    val = [r for r in log if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        xs, ys = [r["tokens"] / 1e6 for r in train], [r["loss"] for r in train]
+        k = max(1, len(ys) // 200)  # smooth the noisy per-step loss
+        ax.plot(xs[k - 1:], [sum(ys[i - k + 1 : i + 1]) / k for i in range(k - 1, len(ys))],
+                label="train loss", lw=1)
+    for key, style in (("val_plain", "o-"), ("val_infill", "s-")):
+        pts = [(r["tokens"] / 1e6, r[key]) for r in val if key in r]
+        if pts:
+            ax.plot(*zip(*pts), style, ms=3, label=key.replace("_", " "))
+    ax.set_xlabel("tokens seen (millions)")
+    ax.set_ylabel("ELBO loss (nats / token)")
+    ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
+def eval_table(rows: list[dict]) -> str:
+    if not rows:
+        return "No evaluation recorded yet: run `python bench/eval_model.py` (see below).\n"
+    keys = ["tokens_seen", "humaneval_single_line_pass@1", "line_exact_match", "line_edit_similarity",
+            "rest_exact_match", "rest_edit_similarity", "forward_passes", "ms_per_completion"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(k)) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Path = EVAL_RESULTS) -> None:
+    training = json.loads((model_dir / "training.json").read_text())
+    cfg, state, metrics, corpus = training["config"], training["state"], training["metrics"], training["corpus"]
+    log = read_jsonl(run_dir / "log.jsonl")
+    has_plot = plot_loss(log, model_dir / "loss.png")
+    params = (cfg["hidden_size"], cfg["num_layers"], cfg["num_heads"], cfg["num_kv_heads"], cfg["intermediate_size"])
+    splits = corpus["splits"]
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    packages = ", ".join(f"{k}=={v}" for k, v in corpus["packages"].items()) or "none"
+    evals = [r for r in read_jsonl(eval_results) if r.get("model") in (None, "default")]
+    text = f"""# unmask-tiny: the embedded diffusion model
+
+A small masked-diffusion code model trained from scratch by `python -m engine.training`, shipped so that
+unmask completes Python offline with nothing to download. Layout: Dream (Qwen2 weights, bidirectional
+attention, shifted logits), so it runs through the same engine path as the public checkpoints.
+
+## Model
+- hidden {params[0]}, {params[1]} layers, {params[2]} heads ({params[3]} KV heads), MLP {params[4]},
+  vocabulary {vocab}; trained on sequences of {cfg['seq_len']} tokens.
+- Weights stored in bf16 (`model.safetensors`); tokenizer: byte-level BPE trained on the training split
+  (`tokenizer.json`), special tokens `<|endoftext|>` (end of text, and the pad after an infill's middle) and
+  `<|mask|>`.
+
+## Training
+- Objective: masked diffusion ELBO, per sequence (1/t) * sum of CE over masked tokens / sequence length,
+  t ~ U(0.01, 1) stratified over the batch. {round(cfg['infill_fraction'] * 100)}% of each batch are
+  infill-shaped rows (prefix + middle + EOS padding + suffix, only the canvas masked, loss normalised by the
+  canvas length) with spans of the rest of a line, a whole line, 2-6 lines or a block body.
+- Optimiser: AdamW (lr {cfg['lr']}, betas 0.9/0.95, weight decay {cfg['weight_decay']}), warmup-stable-decay
+  schedule, grad clip {cfg['grad_clip']}, batch {cfg['batch_size']} x {cfg['seq_len']} tokens, bf16 autocast.
+- Tokens seen: {state['tokens_seen']:,}; optimizer steps: {state['step']:,}; wall time:
+  {state['wall_s'] / 3600:.2f} h; hardware: {'; '.join(state['hardware']) or 'unknown'}.
+- Validation at shipping: loss {metrics.get('val_loss', float('nan')):.4f} (plain rows
+  {metrics.get('val_plain', float('nan')):.4f}, infill rows {metrics.get('val_infill', float('nan')):.4f}).
+
+{'![loss curve](loss.png)' if has_plot else '(no loss plot: matplotlib was not installed)'}
+
+## Corpus
+Python `.py` files only: the standard library of Python {corpus['python']}, plus the sdists of {packages}.
+Files that do not parse, are empty or exceed 400 kB are dropped. Split by a hash of each file's name
+(`engine/training/corpus.py`): 98% train, 1% validation, 1% test. Nothing from `shared/data` is used.
+
+| split | files | bytes | sha256 of the sorted file list |
+|---|---|---|---|
+""" + "".join(f"| {s} | {v['files']:,} | {v['bytes']:,} | `{v['file_list_sha256']}` |\n" for s, v in splits.items()) + f"""
+## Evaluation
+`bench/eval_model.py`: HumanEval single-line infilling pass@1 (canvas length chosen by the system, never the
+gold length), exact match and edit similarity for whole-line and rest-of-line infills from the held-out test
+files, forward passes and latency per completion on CPU.
+
+{eval_table(evals)}
+## Continue training
+Training accumulates across sessions: continue from this checkpoint (weights and counters; a fresh optimizer
+warms up again) and ship again only if validation improves:
+
+    python -m engine.training prepare            # once per machine: corpus, tokenizer check, token streams
+    python -m engine.training train --name <run> --init engine/default_model --minutes 120 --ship
+    python -m engine.training export --run runs/<run>   # the run's best checkpoint, card refreshed
+
+`prepare` keeps the tokenizer of an existing data folder; to keep token ids identical to this model, copy
+`tokenizer.json` here into `.cache/corpus/data/` before running it on a new machine.
+"""
+    (model_dir / "MODEL_CARD.md").write_text(text)

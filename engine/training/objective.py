@@ -1,0 +1,43 @@
+"""Masked-diffusion objective (the MDLM/LLaDA ELBO), on Dream's shifted logits.
+
+Per row: loss = (1/t) * sum(CE over masked positions) / L, with L the row's length (T for a plain row, the
+canvas length for an infill row) and t ~ U(t_min, 1). Dividing by the number of masked tokens instead of L,
+while keeping 1/t, over-weights low-t rows by up to 1/t_min and stalls training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+T_MIN = 0.01  # below this a canvas of a few tokens is almost never masked: no signal, only variance
+
+
+def sample_t(batch: int, generator: torch.Generator, t_min: float = T_MIN) -> Tensor:
+    # stratified over the batch: one draw per 1/B slice of [0, 1), in a random order
+    u = (torch.rand(1, generator=generator) + torch.arange(batch) / batch) % 1.0
+    u = u[torch.randperm(batch, generator=generator)]
+    return t_min + (1.0 - t_min) * u  # [B]
+
+
+def add_noise(ids: Tensor, maskable: Tensor, t: Tensor, mask_id: int, generator: torch.Generator):
+    """noisy ids [B, T] and masked [B, T] bool: each maskable position masked with probability t of its row."""
+    masked = (torch.rand(ids.shape, generator=generator) < t[:, None]) & maskable
+    return torch.where(masked, torch.full_like(ids, mask_id), ids), masked
+
+
+def shift(logits: Tensor) -> Tensor:
+    # Dream: the prediction for position i is output i - 1 (position 0 reads its own output)
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+def row_losses(ce: Tensor, masked: Tensor, t: Tensor, length: Tensor) -> Tensor:
+    """ce, masked: [B, T]; t, length: [B] -> [B]."""
+    return (ce * masked).sum(dim=1) / length / t
+
+
+def diffusion_loss(logits: Tensor, ids: Tensor, masked: Tensor, t: Tensor, length: Tensor) -> Tensor:
+    """Mean over rows of the ELBO term. logits: raw (unshifted) model output [B, T, V]."""
+    ce = F.cross_entropy(shift(logits).flatten(0, 1).float(), ids.flatten(), reduction="none")
+    return row_losses(ce.view_as(ids), masked, t, length).mean()

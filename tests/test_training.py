@@ -1,0 +1,209 @@
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import engine
+from engine.training import bpe, corpus, export, loop, objective, prepare
+from engine.training.data import BatchSource, InfillSampler, infill_row, pick_span, plain_rows
+
+SOURCE = '''import os
+
+
+def walk(root, depth=0):
+    """Yield files under root."""
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if os.path.isdir(path):
+            yield from walk(path, depth + 1)
+        else:
+            yield path
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, k=1):
+        self.n += k
+        return self.n
+'''
+TINY = loop.TrainConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                        seq_len=64, batch_size=4, warmup_steps=2, steps=3, eval_every=3, val_batches=1,
+                        ckpt_minutes=60.0, bf16=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A data folder as `prepare` writes it, from a few synthetic files, with a 300-token BPE."""
+    out = tmp_path_factory.mktemp("data")
+    files = [corpus.SourceFile(f"pkg/mod{i}.py", split, SOURCE.replace("walk", f"walk{i}"))
+             for i, split in enumerate(["train"] * 12 + ["val"] * 2 + ["test"])]
+    corpus.write(files, out, with_sdists=False)
+    prepare.tokenize(out, vocab_size=300)
+    return out
+
+
+def test_split_is_deterministic_and_about_two_percent():
+    names = [f"stdlib/m{i}.py" for i in range(5000)]
+    splits = [corpus.split_of(n) for n in names]
+    assert splits == [corpus.split_of(n) for n in names]
+    held = sum(s != "train" for s in splits) / len(splits)
+    assert 0.01 < held < 0.03
+    assert corpus.file_list_hash(["b", "a"]) == corpus.file_list_hash(["a", "b"])
+
+
+def test_unparsable_files_are_dropped():
+    assert corpus.usable("x = 1\n")
+    assert not corpus.usable("def f(:\n")
+    assert not corpus.usable("   \n")
+
+
+def test_tokenizer_has_special_tokens_and_keeps_line_ends_as_boundaries(data_dir):
+    tok = bpe.load(data_dir / "tokenizer.json")
+    ids = bpe.special_ids(tok)
+    assert {ids["eos_token_id"], ids["mask_token_id"]} == {0, 1}
+    assert tok.decode(tok.encode(SOURCE).ids) == SOURCE
+    pieces = tok.encode("        return self.n\n    def add(self):\n        pass\n").tokens
+    newlines = [p for p in pieces if "Ċ" in p]
+    assert len(newlines) == 3 and all(p.endswith("Ċ") and not p.strip("ĊĠ") for p in newlines)
+    side = json.loads((data_dir / "tokenizer_config.json").read_text())
+    assert side["mask_token"] == bpe.MASK and side["eos_token"] == bpe.EOS
+
+
+def test_row_loss_is_unbiased_in_t():
+    # CE = 2 everywhere: (1/t) * sum(masked CE) / L must average 2 for any t; dividing by the number of
+    # masked tokens (and keeping 1/t) would give 2/t.
+    g = torch.Generator().manual_seed(0)
+    length = 400
+    ce = torch.full((2000, length), 2.0)
+    for t in (0.05, 0.5, 0.95):
+        tt = torch.full((2000,), t)
+        _, masked = objective.add_noise(torch.zeros(2000, length, dtype=torch.long),
+                                        torch.ones(2000, length, dtype=torch.bool), tt, 1, g)
+        got = objective.row_losses(ce, masked, tt, torch.full((2000,), float(length))).mean().item()
+        assert abs(got - 2.0) < 0.05, (t, got)
+
+
+def test_t_is_stratified_over_the_batch():
+    t = objective.sample_t(8, torch.Generator().manual_seed(3))
+    slots = sorted(((t - objective.T_MIN) / (1 - objective.T_MIN) * 8).floor().long().tolist())
+    assert slots == list(range(8))
+
+
+def test_shift_reads_the_previous_output():
+    logits = torch.arange(4.0).view(1, 4, 1)
+    assert objective.shift(logits).flatten().tolist() == [0.0, 0.0, 1.0, 2.0]
+
+
+def test_sparse_head_loss_equals_full_loss(data_dir):
+    tok = bpe.load(data_dir / "tokenizer.json")
+    torch.manual_seed(0)
+    model = engine.model.Transformer(TINY.model_config(tok.get_vocab_size()))
+    source = loop.batch_source(data_dir, tok, 0, TINY, "train", 0)
+    batch = source.batch(0)
+    sparse, _ = loop.batch_loss(model, batch, 1, loop.noise_generator(0, 0))
+    g = loop.noise_generator(0, 0)
+    t = objective.sample_t(batch.ids.shape[0], g)
+    noisy, masked = objective.add_noise(batch.ids, batch.maskable, t, 1, g)
+    full = objective.diffusion_loss(model(noisy), batch.ids, masked, t, batch.length)
+    torch.testing.assert_close(sparse, full, rtol=1e-5, atol=1e-5)
+
+
+def test_infill_row_layout(data_dir):
+    tok = bpe.load(data_dir / "tokenizer.json")
+    a = SOURCE.index("self.n += k")
+    b = SOURCE.index("\n", a)
+    row, start, canvas = infill_row(tok, SOURCE, (a, b), 128, 0, 96, np.random.default_rng(0))
+    middle = tok.encode("self.n += k").ids
+    assert row[start : start + len(middle)].tolist() == middle
+    assert (row[start + len(middle) : start + canvas] == 0).all()  # padding inside the canvas is EOS
+    assert len(middle) <= canvas <= 3 * len(middle) + 4
+    prefix = tok.encode(SOURCE[:a]).ids
+    assert row[:start].tolist() == prefix[len(prefix) - start :]
+    suffix = tok.encode(SOURCE[b:]).ids
+    after = row[start + canvas :].tolist()
+    assert after[: len(suffix)] == suffix and set(after[len(suffix) :]) == {0}  # then EOS, as the engine ends it
+
+
+@pytest.mark.parametrize("kind", ["rest_of_line", "whole_line", "lines", "block"])
+def test_spans_end_at_a_line_end(kind):
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        a, b = pick_span(SOURCE, kind, rng)
+        assert 0 <= a < b <= len(SOURCE)
+        line_start = SOURCE.rfind("\n", 0, a) + 1
+        assert SOURCE[b] == "\n" and SOURCE[a] != "\n"
+        if kind != "rest_of_line":  # at the line start or just after the indentation
+            assert not SOURCE[line_start:a].strip() and (a == line_start or SOURCE[a] != " ")
+        if kind in ("rest_of_line", "whole_line"):
+            assert "\n" not in SOURCE[a:b]
+    body_start = SOURCE.index("self.n += k")
+    spans = {pick_span(SOURCE, "block", np.random.default_rng(s)) for s in range(60)}
+    assert (body_start, SOURCE.index("\n", SOURCE.index("return self.n"))) in spans
+
+
+def test_batches_mask_only_canvases_and_are_reproducible(data_dir):
+    tok = bpe.load(data_dir / "tokenizer.json")
+    source = loop.batch_source(data_dir, tok, 0, TINY, "train", 7)
+    b1, b2 = source.batch(5), loop.batch_source(data_dir, tok, 0, TINY, "train", 7).batch(5)
+    assert torch.equal(b1.ids, b2.ids) and torch.equal(b1.maskable, b2.maskable)
+    n_plain = TINY.batch_size - source.n_infill
+    assert b1.maskable[:n_plain].all()
+    assert (b1.maskable[n_plain:].sum(1).float() == b1.length[n_plain:]).all()
+    assert not torch.equal(source.batch(6).ids, b1.ids)
+
+
+def test_plain_rows_cover_each_epoch_once():
+    stream = np.arange(10 * 8 + 5, dtype=np.uint16)
+    n = (len(stream) - 8) // 8
+    rows = plain_rows(stream, 8, seed=0, first=0, count=n)
+    starts = sorted(int(r[0]) % 8 for r in rows)
+    assert len(set(int(r[0]) for r in rows)) == n and len(set(starts)) == 1
+    assert np.array_equal(plain_rows(stream, 8, 0, 3, 4), rows[3:7])
+
+
+def test_lr_schedule_warms_up_holds_and_decays():
+    cfg = dataclasses.replace(TINY, lr=1.0, warmup_steps=10, steps=100, decay_fraction=0.2, min_lr_ratio=0.1)
+    assert loop.lr_at(cfg, 0, 0) == pytest.approx(0.1)
+    assert loop.lr_at(cfg, 50, 0) == 1.0
+    assert loop.lr_at(cfg, 90, 0) == pytest.approx(0.55)
+    assert loop.lr_at(cfg, 100, 0) == pytest.approx(0.1)
+    assert loop.lr_at(cfg, 50, 0, elapsed_frac=0.9) == pytest.approx(0.55)
+    assert loop.lr_at(cfg, 5, 5) == pytest.approx(0.1)  # a continued run warms up again
+
+
+def params(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_train_resume_is_exact_and_ships_a_loadable_model(data_dir, tmp_path):
+    torch.set_num_threads(1)
+    straight = loop.train(tmp_path / "a", data_dir, dataclasses.replace(TINY, steps=4))
+    loop.train(tmp_path / "b", data_dir, dataclasses.replace(TINY, steps=2))
+    resumed = loop.train(tmp_path / "b", data_dir, dataclasses.replace(TINY, steps=4))
+    assert straight.step == resumed.step == 4 and straight.tokens_seen == 4 * TINY.batch_size * TINY.seq_len
+    a, b = params(tmp_path / "a" / "ckpt"), params(tmp_path / "b" / "ckpt")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r) and any("val_loss" in r for r in log)
+
+    cfg, state = loop.load_state(tmp_path / "a" / "ckpt")
+    model = loop.load_model(tmp_path / "a" / "ckpt", "cpu")
+    shipped = tmp_path / "shipped"
+    assert export.ship_if_better(model, shipped, data_dir, tmp_path / "a", cfg, state, {"val_loss": 5.0})
+    assert not export.ship_if_better(model, shipped, data_dir, tmp_path / "a", cfg, state, {"val_loss": 6.0})
+    assert "tokens seen: 1,024" in (shipped / "MODEL_CARD.md").read_text().lower().replace("\n  ", " ")
+    lm = engine.load_model(shipped)
+    assert lm.tokenizer.mask_id == 1 and lm.tokenizer.eos_id == 0
+    assert lm.model.cfg.max_position_embeddings == TINY.seq_len
+    result = lm.infill("def add(a, b):\n    return ", "\n", canvas=4)
+    assert result.stats.canvas == 4
+
+    continued = loop.train(tmp_path / "c", data_dir, dataclasses.replace(TINY, steps=5), init=shipped)
+    assert continued.step == 5 and continued.schedule_start == 4
