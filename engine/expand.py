@@ -34,7 +34,8 @@ def denoise_expand(
     window = [special.mask] * canvas
     confs: list[float] = [0.0] * canvas
     forwards, widest = 0, canvas
-    while special.mask in window:
+    budget = 2 * max_canvas + canvas  # expand/delete can oscillate; DreamOn also runs a fixed step count
+    while special.mask in window and forwards < budget:
         if cancel is not None and cancel():
             raise Cancelled()
         ids = torch.tensor([before + window + after], device=device)
@@ -62,5 +63,7 @@ def denoise_expand(
                 new_confs.append(conf[i])
         window, confs = new_window, new_confs
         widest = max(widest, len(window))
+    kept = [(t, c) for t, c in zip(window, confs) if t != special.mask]
+    window, confs = [t for t, _ in kept], [c for _, c in kept]
     mean = sum(confs) / len(confs) if confs else 0.0
     return window, mean, forwards, widest

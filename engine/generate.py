@@ -53,16 +53,28 @@ class CanvasLogits:
         return self.model(window, self.window, self.cache)[0, self.window_rows].float()
 
 
-def suppress_early_stops(logits: Tensor, masked: Tensor, stops: Tensor) -> Tensor:
+def stop_rules(logits: Tensor, masked: Tensor, stops: Tensor) -> tuple[Tensor, Tensor]:
     # A stop token may only follow real tokens: not at the first canvas position, and not while any position
     # before it is still masked. Otherwise confident pads are committed first and empty the middle.
+    # Positions whose best guess is a stop that is not yet allowed are deferred rather than filled with junk.
+    wants_stop = torch.isin(logits.argmax(-1), stops)
     open_before = torch.cumsum(masked.int(), 0) - masked.int()  # masked positions strictly before j
     allowed = open_before == 0
     allowed[0] = False
     vals = logits[:, stops]
     vals[~allowed] = float("-inf")
     logits[:, stops] = vals
-    return logits
+    return logits, wants_stop & ~allowed
+
+
+def eligible_positions(masked: Tensor, deferred: Tensor, block_size: int | None) -> Tensor:
+    eligible = block_eligible(masked, block_size)
+    ready = eligible & ~deferred
+    if bool(ready.any()):
+        return ready
+    first = torch.zeros_like(masked)  # everything left wants to stop early: fill the leftmost hole
+    first[int(masked.int().argmax())] = True
+    return first
 
 
 def step_schedule(length: int, sampler: SamplerConfig) -> list[int] | None:
@@ -94,10 +106,10 @@ def denoise(
     while bool(masked.any()):
         if cancel is not None and cancel():
             raise Cancelled()
-        logits = suppress_early_stops(logits_fn(tokens, forwards), masked, stops)
+        logits, deferred = stop_rules(logits_fn(tokens, forwards), masked, stops)
         x0, conf = propose(logits, sampler, generator)
         n_fixed = schedule[min(forwards, len(schedule) - 1)] if schedule else None
-        commit = select(conf, block_eligible(masked, sampler.block_size), sampler, n_fixed)
+        commit = select(conf, eligible_positions(masked, deferred, sampler.block_size), sampler, n_fixed)
         forwards += 1
         tokens = torch.where(commit, x0, tokens)
         conf_out = torch.where(commit, conf.to(conf_out.dtype), conf_out)

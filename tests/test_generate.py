@@ -1,0 +1,141 @@
+"""The denoising loop: commit order, stop tokens, caching, cancellation, DreamOn expand/delete."""
+
+import pytest
+import torch
+
+import engine
+from engine.errors import Cancelled
+from engine.expand import denoise_expand
+from engine.generate import denoise, middle_of
+from engine.sample import SamplerConfig
+from engine.tokenizer import SpecialTokens
+
+V, MASK, EOS, EXPAND = 10, 9, 0, 8
+SPECIAL = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=None, stops=frozenset({EOS}))
+
+
+def scripted(targets: list[int], strengths: list[float]):
+    """Logits that want targets[i] at canvas position i, with confidence growing with strengths[i]."""
+    calls = []
+
+    def logits_fn(tokens, step):
+        calls.append(tokens.clone())
+        logits = torch.zeros(len(targets), V)
+        for i, (t, s) in enumerate(zip(targets, strengths)):
+            logits[i, t] = s
+        return logits
+
+    return logits_fn, calls
+
+
+def test_most_confident_position_is_committed_first():
+    fn, calls = scripted([3, 4, 5], [1.0, 9.0, 2.0])
+    tokens, _, forwards = denoise(fn, 3, SPECIAL, SamplerConfig(threshold=None), None)
+    assert tokens.tolist() == [3, 4, 5] and forwards == 3
+    assert calls[1].tolist() == [MASK, 4, MASK]  # position 1 was the confident one
+
+
+def test_threshold_commits_several_per_forward():
+    fn, _ = scripted([3, 4, 5, 6], [20.0, 20.0, 20.0, 0.5])
+    tokens, _, forwards = denoise(fn, 4, SPECIAL, SamplerConfig(threshold=0.9), None)
+    assert tokens.tolist() == [3, 4, 5, 6] and forwards == 2
+
+
+def test_stop_token_ends_the_middle_and_is_never_first():
+    # the model is most sure about EOS everywhere after position 1, and even at position 0
+    fn, _ = scripted([EOS, 7, EOS, EOS, EOS], [30.0, 5.0, 30.0, 30.0, 30.0])
+    tokens, conf, forwards = denoise(fn, 5, SPECIAL, SamplerConfig(threshold=0.9), None)
+    ids, _ = middle_of(tokens, conf, SPECIAL)
+    assert tokens[0] != EOS  # an empty middle is never chosen by pad confidence
+    assert ids == tokens[:2].tolist() and tokens[2:].tolist() == [EOS] * 3
+    assert forwards <= 3
+
+
+def test_fixed_seed_repeats_and_seeds_differ(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    sampler = SamplerConfig(temperature=1.0, threshold=None, tokens_per_step=2)
+    a = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=1)
+    b = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=1)
+    c = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=2)
+    assert a.text == b.text and a.text != c.text
+    assert a.stats.canvas == 12 and a.stats.forward_passes <= 6
+
+
+def test_cache_refreshed_every_step_is_exact(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    sampler = SamplerConfig(threshold=None)
+    exact = model.infill("import os\n", "\nprint(x)\n", canvas=10, sampler=sampler, cache=False)
+    refreshed = model.infill("import os\n", "\nprint(x)\n", canvas=10, sampler=sampler, cache=True, refresh=1)
+    assert refreshed.text == exact.text and refreshed.confidence == pytest.approx(exact.confidence, abs=1e-5)
+
+
+def test_window_forward_matches_full_forward_on_fresh_cache(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    from engine.kv_cache import KVCache
+
+    cfg = model.model.cfg
+    ids = torch.randint(2, 200, (1, 20), generator=torch.Generator().manual_seed(0))
+    cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, 20, cfg.head_dim, torch.float32, "cpu")
+    with torch.no_grad():
+        full = model.model(ids, 0, cache)
+        window = model.model(ids[:, 8:14], 8, cache)  # same tokens: the cache is exact
+    assert torch.allclose(window, full[:, 8:14], atol=1e-5)
+
+
+def test_cancel_stops_between_steps(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    polls = []
+
+    def cancel():
+        polls.append(1)
+        return len(polls) > 2
+
+    with pytest.raises(Cancelled):
+        model.infill("x = ", "\n", canvas=16, sampler=SamplerConfig(threshold=None), cancel=cancel)
+    assert len(polls) == 3
+
+
+def test_context_is_cut_to_the_model_positions(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    before, after = model.context_ids("a = 1\n" * 400, "b = 2\n" * 400, canvas=16)
+    assert len(before) + 16 + len(after) <= model.model.cfg.max_position_embeddings
+    assert model.tokenizer.decode(before).endswith("a = 1\n") and model.tokenizer.decode(after).startswith("b = 2")
+
+
+class ScriptedModel(torch.nn.Module):
+    """Stands in for a Transformer in denoise_expand: answers by canvas size and position."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+        self.embed = torch.nn.Embedding(1, 1)
+        self.cfg = type("Cfg", (), {"shift": False})()
+
+    def forward(self, ids):
+        logits = torch.zeros(1, ids.shape[1], V)
+        window = [i for i, t in enumerate(ids[0].tolist()) if t == MASK]
+        for i in window:
+            logits[0, i, self.plan(len(ids[0]), i)] = 10.0
+        return logits
+
+
+def test_expand_grows_and_eos_deletes():
+    special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
+    before, after = [5, 5], [6]
+
+    def plan(total, i):
+        canvas = total - len(before) - len(after)
+        if canvas < 4:
+            return EXPAND  # too short: ask for more room
+        return 7 if i - len(before) < 3 else EOS  # three real tokens, the rest deleted
+
+    ids, conf, forwards, widest = denoise_expand(ScriptedModel(plan), before, after, 2, 6, special,
+                                                 SamplerConfig(threshold=None), None)
+    assert ids == [7, 7, 7] and widest >= 4 and forwards > 2
+
+
+def test_expand_respects_the_budget():
+    special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
+    ids, _, _, widest = denoise_expand(ScriptedModel(lambda total, i: EXPAND), [5], [6], 2, 5, special,
+                                       SamplerConfig(threshold=None), None)
+    assert widest <= 5 and EXPAND not in ids
