@@ -100,7 +100,7 @@ def denoise(
     tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)
     conf_out = torch.zeros(length, device=device)
     masked = torch.ones(length, dtype=torch.bool, device=device)
-    stops = torch.tensor(sorted(special.stops), device=device)
+    stops = torch.tensor(sorted(special.stops), dtype=torch.long, device=device)
     schedule = step_schedule(length, sampler)
     forwards = 0
     while bool(masked.any()):
