@@ -40,7 +40,7 @@ def denoise_expand(
             raise Cancelled()
         ids = torch.tensor([before + window + after], device=device)
         start = len(before)
-        logits = model(ids)[0, shifted_rows(start, start + len(window), model.cfg.shift)].float()  # [L, V]
+        logits = model(ids, rows=shifted_rows(start, start + len(window), model.cfg.shift))[0].float()  # [L, V]
         forwards += 1
         if len(window) >= max_canvas:
             logits[:, special.expand] = float("-inf")

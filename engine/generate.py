@@ -45,12 +45,10 @@ class CanvasLogits:
 
     def __call__(self, canvas: Tensor, step: int) -> Tensor:
         self.ids[0, self.start:self.end] = canvas
-        if self.cache is None:
-            return self.model(self.ids)[0, self.full_rows].float()
-        if step % self.refresh == 0:
-            return self.model(self.ids, 0, self.cache)[0, self.full_rows].float()
+        if self.cache is None or step % self.refresh == 0:
+            return self.model(self.ids, 0, self.cache, rows=self.full_rows)[0].float()
         window = self.ids[:, self.window:self.end]
-        return self.model(window, self.window, self.cache)[0, self.window_rows].float()
+        return self.model(window, self.window, self.cache, rows=self.window_rows)[0].float()
 
 
 def stop_rules(logits: Tensor, masked: Tensor, stops: Tensor) -> tuple[Tensor, Tensor]:

@@ -99,9 +99,15 @@ class Transformer(nn.Module):
             self.head.weight = self.embed.weight
 
     def forward(
-        self, input_ids: Tensor, start: int = 0, cache: KVCache | None = None, causal: bool = False
+        self,
+        input_ids: Tensor,
+        start: int = 0,
+        cache: KVCache | None = None,
+        causal: bool = False,
+        rows: Tensor | None = None,
     ) -> Tensor:
-        # input_ids: [B, W] at absolute positions start..start+W-1 -> logits [B, W, V], raw (no shift).
+        # input_ids: [B, W] at absolute positions start..start+W-1 -> logits [B, W, V], raw (no shift);
+        # with rows [R] (indices into W), only those rows reach the head: [B, R, V].
         # With a cache, keys/values of the other positions come from the cache (filled by an earlier
         # forward over the whole sequence); this window's keys/values overwrite their slice of it.
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
@@ -109,4 +115,6 @@ class Transformer(nn.Module):
         x = self.embed(input_ids)
         for block in self.layers:
             x = block(x, cos, sin, start, cache, causal)
+        if rows is not None:
+            x = x[:, rows]
         return self.head(self.norm(x))
