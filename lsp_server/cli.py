@@ -1,0 +1,167 @@
+"""unmask: the language server and the same completion pipeline on files.
+
+  unmask serve [--tcp [--host H] [--port P]] [model options]   LSP over stdio (or TCP, 127.0.0.1 by default)
+  unmask complete FILE --line L --col C [--json] [model options] the completion at line L, column C (1-based)
+  unmask fill FILE [--marker M] [--in-place] [model options]     fill every hole marked M (default <|fill|>)
+  unmask train ...                                               python -m engine.training ... (the embedded model)
+
+Model options: --model DIR (default: the embedded model), --device, --dtype, --threads, --options JSON (the
+server's initializationOptions schema, e.g. '{"completion": {"maxLines": 8}}').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+import infill
+
+from . import convert, filler
+from .options import Options, parse
+
+HOLE = "<|fill|>"
+FILL_HELP = f"""Fill every hole in FILE, first to last, each seeing the holes filled before it. A hole is the
+marker {HOLE} (change it with --marker) placed where code is missing: at the end of a line to finish it,
+alone on a line for a whole line or block, or mid-line, e.g. `total = {HOLE}` or `if {HOLE}:`. The filled
+file goes to stdout (or back into FILE with --in-place); exit status 1 if a hole stayed empty."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # every later argument belongs to engine.training
+        from engine.training.__main__ import main as train
+
+        return train(argv[1:])
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unmask", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,train}")
+    serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
+    serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=2087)
+    serve.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.set_defaults(run=cmd_serve)
+    complete = sub.add_parser("complete", help="print the completion at a position of a file")
+    complete.add_argument("file", type=Path)
+    complete.add_argument("--line", type=int, required=True, help="1-based line")
+    complete.add_argument("--col", type=int, required=True, help="1-based column, in characters")
+    complete.add_argument("--json", action="store_true", help="print range, text, kind, confidence and ms")
+    complete.set_defaults(run=cmd_complete)
+    fill = sub.add_parser("fill", help="fill the holes marked in a file", description=FILL_HELP)
+    fill.add_argument("file", type=Path)
+    fill.add_argument("--marker", default=HOLE, help=f"hole marker (default {HOLE})")
+    fill.add_argument("--in-place", action="store_true", help="write the result back to FILE")
+    fill.set_defaults(run=cmd_fill)
+    sub.add_parser("train", help="train the embedded model: unmask train --help", add_help=False)
+    for command in (serve, complete, fill):
+        model_arguments(command)
+    for command in (complete, fill):
+        command.add_argument("--language", help="LSP language id (default: from the file's extension)")
+    return p
+
+
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--options", help="JSON object in the initializationOptions schema")
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    model = {"path": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads}
+    try:
+        base = msgspec.convert({"model": model}, Options)
+        raw = json.loads(args.options) if args.options else None
+    except (msgspec.ValidationError, json.JSONDecodeError) as e:
+        raise SystemExit(f"unmask: {e}") from None
+    options, messages = parse(raw, base)
+    for message in messages:
+        print(f"unmask: {message}", file=sys.stderr)
+    return options
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from .server import server
+
+    server.defaults = server.options = options_from(args)
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
+
+
+def read_document(path: Path, language_id: str | None) -> infill.Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"unmask: cannot read {path}: {e}") from None
+    if (language := infill.language_for(language_id, str(path))) is None:
+        raise SystemExit(f"unmask: {path}: unsupported language (pass --language)")
+    return infill.Document(text, language)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    doc = read_document(args.file, args.language)
+    starts = convert.line_starts(doc.text)
+    if not 1 <= args.line <= len(starts):
+        raise SystemExit(f"unmask: {args.file}: --line must be in 1..{len(starts)}")
+    line_end = len(doc.text[starts[args.line - 1]:].split("\n", 1)[0].rstrip("\r"))
+    if not 1 <= args.col <= line_end + 1:
+        raise SystemExit(f"unmask: {args.file}:{args.line}: --col must be in 1..{line_end + 1}")
+    options = options_from(args)
+    model, offset, t0 = filler.load(options.model), starts[args.line - 1] + args.col - 1, time.perf_counter()
+    c = filler.complete(model, doc, offset, options, invoked=True)
+    ms = (time.perf_counter() - t0) * 1000
+    if c is None:
+        print(f"unmask: no completion at {args.file}:{args.line}:{args.col}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(c.text)
+        return 0
+
+    def where(offset: int) -> dict:
+        line = convert.position_at(doc.text, starts, offset, "utf-32")
+        return {"line": line.line + 1, "col": line.character + 1}
+
+    print(json.dumps({"start": where(c.start), "end": where(c.end), "text": c.text, "kind": c.kind,
+                      "confidence": round(c.confidence, 4), "ms": round(ms, 1)}))
+    return 0
+
+
+def cmd_fill(args: argparse.Namespace) -> int:
+    marked = read_document(args.file, args.language)
+    pieces = marked.text.split(args.marker)
+    if len(pieces) == 1:
+        raise SystemExit(f"unmask: {args.file}: no {args.marker} holes")
+    doc = infill.Document("".join(pieces), marked.language)
+    holes = [sum(map(len, pieces[:i + 1])) for i in range(len(pieces) - 1)]  # offsets in the unmarked text
+    options = options_from(args)
+    model, empty = filler.load(options.model), 0
+    for i in range(len(holes)):
+        c = filler.complete(model, doc, holes[i], options, invoked=True)
+        if c is None:
+            empty += 1
+            print(f"unmask: hole {i + 1} (offset {holes[i]}) left empty", file=sys.stderr)
+            continue
+        doc.apply_edit(c.start, c.end, c.text)
+        delta = len(c.text) - (c.end - c.start)
+        holes[i + 1:] = [h + delta if h >= c.end else c.start + len(c.text) for h in holes[i + 1:]]
+    if args.in_place:
+        args.file.write_text(doc.text, encoding="utf-8")
+    else:
+        sys.stdout.write(doc.text)
+    return 1 if empty else 0

@@ -1,0 +1,77 @@
+"""The event loop's copy of each open document: text, version and line index, and whether it can complete.
+
+The engine thread keeps its own parsed `infill.Document`s and receives the same edits, in code points, in
+the same order (see worker.py); this copy answers position conversions and cache look-ups without waiting.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+import infill
+
+from . import convert
+
+MAX_BYTES = 5_000_000  # documents this large are kept but never parsed nor completed
+BINARY_SAMPLE = 4096
+BINARY_FRACTION = 0.1  # share of control or replacement characters that makes text look binary
+TEXT_CONTROLS = set("\t\n\r\f\v\b\x1b")
+
+
+def looks_binary(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    sample = text[:BINARY_SAMPLE]
+    odd = sum((ch < " " and ch not in TEXT_CONTROLS) or ch == "\ufffd" for ch in sample)
+    return odd > BINARY_FRACTION * max(len(sample), 1)
+
+
+def too_large(text: str) -> bool:
+    return len(text) >= MAX_BYTES or (4 * len(text) >= MAX_BYTES and len(text.encode()) >= MAX_BYTES)
+
+
+class OpenDocument:
+    def __init__(self, item: types.TextDocumentItem):
+        self.uri, self.version = item.uri, item.version
+        self.revision = 0  # changes applied; a request whose revision is gone is stale
+        path = to_fs_path(item.uri) if item.uri.startswith("file:") else None
+        self.language = infill.language_for(item.language_id, path)
+        self._set(convert.clean(item.text))
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def parseable(self) -> bool:
+        """Whether the engine thread keeps a parsed copy: a supported language, not too large, not binary."""
+        return self.language is not None and not self.large and not self.binary
+
+    def apply(self, change: types.TextDocumentContentChangeEvent, encoding: str) -> tuple[int, int, str]:
+        """Apply one change; the code-point edit (start, end, new_text) it made."""
+        new = convert.clean(change.text)
+        if isinstance(change, types.TextDocumentContentChangePartial):
+            start, end = (self.offset_at(p, encoding) for p in (change.range.start, change.range.end))
+            start, end = min(start, end), max(start, end)
+        else:
+            start, end = 0, len(self._text)
+        self._set(self._text[:start] + new + self._text[end:])
+        self.revision += 1
+        return start, end, new
+
+    def offset_at(self, position: types.Position, encoding: str) -> int:
+        return convert.offset_at(self._text, self._line_starts(), position, encoding)
+
+    def position_at(self, offset: int, encoding: str) -> types.Position:
+        return convert.position_at(self._text, self._line_starts(), offset, encoding)
+
+    def _set(self, text: str) -> None:
+        self._text, self._starts = text, None
+        self.large = too_large(text)
+        self.binary = looks_binary(text)
+
+    def _line_starts(self) -> list[int]:
+        if self._starts is None:
+            self._starts = convert.line_starts(self._text)
+        return self._starts

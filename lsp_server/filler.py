@@ -1,0 +1,59 @@
+"""The bridge from options to the engine, shared by the server and the CLI: load a model, build a Filler."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+
+import msgspec
+
+import infill
+
+from .options import ModelOptions, Options, SamplerOptions
+
+# engine imports torch (seconds): imported here, inside functions, so the server answers `initialize` first.
+
+
+def load(opts: ModelOptions):
+    """engine.load_model for these options (the embedded model when opts.path is None)."""
+    import torch
+
+    import engine
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    return engine.load_model(opts.path, device=opts.device, dtype=opts.dtype)
+
+
+def sampler_config(opts: SamplerOptions):
+    from engine import SamplerConfig
+
+    return SamplerConfig(**msgspec.structs.asdict(opts))
+
+
+def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> infill.Filler:
+    def fill(prefix: str, suffix: str, canvas: int, max_canvas: int) -> tuple[str, float]:
+        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas, sampler=sampler, cancel=cancel)
+        return r.text, r.confidence
+
+    return fill
+
+
+def describe(model) -> dict:
+    """The status fields of a loaded model."""
+    return {"model": str(model.path), "family": model.family.name, "device": str(model.device),
+            "dtype": str(next(model.model.parameters()).dtype).removeprefix("torch.")}
+
+
+def complete(model, doc: infill.Document, offset: int, options: Options, *, invoked: bool,
+             cancel: Callable[[], bool] | None = None,
+             others: tuple[infill.Document, ...] = ()) -> infill.Completion | None:
+    """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF)."""
+    fill = make_filler(model, sampler_config(options.sampler), cancel)
+    c = infill.complete(doc, offset, fill, count_tokens=model.count_tokens, invoked=invoked,
+                        options=options.infill(), others=others)
+    eol = re.search(r"\r\n|\r|\n", doc.text)
+    if c is None or eol is None or eol.group() == "\n":
+        return c
+    return dataclasses.replace(c, text=re.sub(r"\r\n|\n", eol.group(), c.text))

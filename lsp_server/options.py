@@ -1,0 +1,116 @@
+"""Server options: one nested frozen Struct, camelCase on the wire (initializationOptions, didChangeConfiguration).
+
+`parse(raw, base)` never fails: each invalid or unknown value falls back to `base` and yields a one-line
+message naming the option.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from infill import InfillOptions
+
+_INFILL = InfillOptions()
+Positive = Annotated[int, Meta(ge=1)]
+Probability = Annotated[float, Meta(gt=0, le=1)]
+# "at `$.completion.maxTokens`" or "at `$.languages[...]`" in msgspec's ValidationError messages
+_PATH = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[\.\.\.\])?`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+
+
+class _Options(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    pass
+
+
+class ModelOptions(_Options):
+    path: str | None = None  # checkpoint folder; None = the embedded model
+    device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = torch's default
+
+
+class SamplerOptions(_Options):
+    """engine.SamplerConfig's fields (same defaults; tests check they agree)."""
+
+    confidence: Literal["confidence", "margin", "entropy", "random"] = "confidence"
+    temperature: Annotated[float, Meta(ge=0)] = 0.0
+    top_p: Probability = 1.0
+    top_k: Annotated[int, Meta(ge=0)] = 0
+    gumbel: bool = False
+    threshold: Probability | None = 0.9
+    tokens_per_step: Positive = 1
+    block_size: Positive | None = None
+    steps: Positive | None = None
+
+
+class CompletionOptions(_Options):
+    max_tokens: Positive = _INFILL.max_tokens
+    max_lines: Positive = _INFILL.max_lines
+    context_tokens: Positive = _INFILL.context_tokens
+    candidates: Positive = _INFILL.candidates
+    debounce_ms: Annotated[int, Meta(ge=0, le=5000)] = 75  # automatic triggers wait this long for a newer one
+
+
+class Options(_Options):
+    model: ModelOptions = ModelOptions()
+    sampler: SamplerOptions = SamplerOptions()
+    completion: CompletionOptions = CompletionOptions()
+    languages: dict[str, bool] = msgspec.field(default_factory=dict)  # infill language name -> on/off
+
+    def infill(self) -> InfillOptions:
+        c = self.completion
+        return InfillOptions(max_tokens=c.max_tokens, max_lines=c.max_lines, context_tokens=c.context_tokens,
+                             candidates=c.candidates)
+
+    def enabled(self, language: str) -> bool:
+        return self.languages.get(language, True)
+
+
+def merge(base: dict, update: dict) -> dict:
+    """base with update's values, recursing into objects present in both."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse(raw: Any, base: Options = Options()) -> tuple[Options, list[str]]:
+    """Options from a client's JSON object over `base`; invalid values fall back to base's, with a message each."""
+    if raw is None:
+        return base, []
+    if not isinstance(raw, dict):
+        return base, [f"unmask options must be an object, got {type(raw).__name__}; using defaults"]
+    data, fallback, messages = merge(msgspec.to_builtins(base), raw), msgspec.to_builtins(base), []
+    for _ in range(64):  # at most one fallback per offending value
+        try:
+            return msgspec.convert(data, Options), messages
+        except msgspec.ValidationError as e:
+            messages.append(_fall_back(data, fallback, str(e)))
+    return base, messages + ["too many invalid unmask options; using defaults"]
+
+
+def _fall_back(data: dict, fallback: dict, error: str) -> str:
+    """Reset the value the error names (or drop the unknown field) in data, in place; the message to show."""
+    match = _PATH.search(error)
+    keys = match.group(1).split(".")[1:] if match else []
+    unknown = _UNKNOWN.match(error)
+    if unknown:
+        keys.append(unknown.group(1))
+    where = ".".join(keys) or "options"
+    if not keys:
+        data.clear()
+        data.update(copy.deepcopy(fallback))
+        return f"invalid unmask options ({error}); using defaults"
+    parent, default = data, fallback
+    for key in keys[:-1]:
+        parent, default = parent[key], default.get(key, {}) if isinstance(default, dict) else {}
+    if unknown or keys[-1] not in default:
+        parent.pop(keys[-1], None)
+        return f"unknown unmask option {where!r} ignored"
+    parent[keys[-1]] = copy.deepcopy(default[keys[-1]])
+    return f"invalid unmask option {where!r}: {error.split(' - at ')[0]}; using {default[keys[-1]]!r}"

@@ -1,0 +1,243 @@
+"""The language server: one pygls server object, one handler per method.
+
+Handlers run on the asyncio loop and never wait for the model: completions go through the Scheduler to the
+engine thread (worker.py), document changes are applied at once. Capabilities: incremental text sync,
+`textDocument/inlineCompletion`, `textDocument/completion` (one item with a textEdit) and `unmask/status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import msgspec
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.lsp.server import LanguageServer
+
+from . import __version__, convert
+from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
+from .documents import OpenDocument
+from .options import Options, merge, parse
+from .protocol import UnmaskProtocol
+from .scheduler import Scheduler
+from .status import ModelState, Status
+from .worker import CANCELLED, Worker
+
+log = logging.getLogger(__name__)
+STATUS = "unmask/status"
+PROGRESS_CREATE_S = 5.0  # how long the client may take to accept a progress token
+TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", ":", "=", " "]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A request's view of its document, taken before its first await."""
+
+    doc: OpenDocument
+    revision: int
+    offset: int
+    at: types.Position  # the offset's position (a clamped request position)
+    prefix: str
+    suffix: str
+    word: str  # identifier characters before the cursor
+
+
+class UnmaskServer(LanguageServer):
+    def __init__(self):
+        super().__init__("unmask", __version__, protocol_cls=UnmaskProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.defaults = self.options = Options()  # defaults: the command line's; options: with the client's
+        self.client_options: dict = {}
+        self.docs: dict[str, OpenDocument] = {}
+        self.worker, self.scheduler, self.cache, self.status = Worker(), Scheduler(), SuggestionCache(), Status()
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def encoding(self) -> str:
+        return self.workspace.position_encoding or types.PositionEncodingKind.Utf16
+
+    def configure(self, raw) -> bool:
+        """Apply client options over the defaults, showing a message per invalid value; True if the model
+        options changed."""
+        if isinstance(raw, dict) and isinstance(raw.get("unmask"), dict):
+            raw = raw["unmask"]  # a whole settings tree, as VS Code sends it
+        messages = [] if raw is None or isinstance(raw, dict) else [
+            f"unmask options must be an object, got {type(raw).__name__}; ignored"]
+        options, invalid = parse(merge(self.client_options, raw if isinstance(raw, dict) else {}), self.defaults)
+        for message in messages + invalid:
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
+        self.client_options = msgspec.to_builtins(options)  # invalid values already replaced
+        changed, self.options = options.model != self.options.model, options
+        self.cache.clear()
+        return changed
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def load_model(self) -> None:
+        opts = self.options.model
+        self.status.model = ModelState(opts.path or "embedded", None, opts.device, opts.dtype, "loading")
+        self.cache.clear()
+        loading = asyncio.wrap_future(self.worker.load(opts))
+        window = self.client_capabilities.window
+        if window is not None and window.work_done_progress:
+            self.spawn(self._progress(f"loading {opts.path or 'the embedded model'}", loading))
+        try:
+            info = await loading
+        except (ValueError, OSError, RuntimeError) as e:  # engine.CheckpointError is a ValueError
+            if self.options.model == opts:
+                self.status.model = replace(self.status.model, state="failed", error=str(e))
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"unmask: {e}"))
+            return
+        if self.options.model == opts:  # else a newer load is queued behind this one
+            self.status.model = ModelState(**info, state="ready")
+
+    async def _progress(self, message: str, work: asyncio.Future) -> None:
+        """Work-done progress until work is done; the work never waits for the client to accept the token."""
+        token = f"unmask-load-{time.monotonic_ns()}"
+        try:
+            await asyncio.wait_for(self.work_done_progress.create_async(token), PROGRESS_CREATE_S)
+        except (JsonRpcException, asyncio.TimeoutError):
+            return
+        self.work_done_progress.begin(token, types.WorkDoneProgressBegin("unmask", message=message))
+        await asyncio.wait([work])
+        self.work_done_progress.end(token, types.WorkDoneProgressEnd())
+
+    def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
+        doc = self.docs.get(uri)
+        if (doc is None or not doc.parseable or not self.options.enabled(doc.language)
+                or self.status.model.state != "ready"):
+            return None
+        offset, text = doc.offset_at(position, self.encoding), doc.text
+        return Snapshot(doc, doc.revision, offset, doc.position_at(offset, self.encoding),
+                        text[max(0, offset - PREFIX_CHARS):offset], text[offset:offset + SUFFIX_CHARS],
+                        convert.word_before(text, offset))
+
+    async def suggest(self, uri: str, position: types.Position, *, invoked: bool,
+                      debounce: bool) -> tuple[Snapshot, Suggestion] | None:
+        """The suggestion at position (from the cache or the engine), None if none or superseded."""
+        t0, snap = time.perf_counter(), self.snapshot(uri, position)  # before any await: later edits wait
+        if snap is None:
+            self.status.record("empty")
+            return None
+        scope, key = snap.doc.language, (snap.prefix, snap.suffix)
+        if (hit := self.cache.get(scope, *key, invoked)) is not None:
+            self.status.record("cached", (time.perf_counter() - t0) * 1000)
+            return (snap, hit) if isinstance(hit, Suggestion) else None
+        delay = self.options.completion.debounce_ms / 1000 if debounce else 0.0
+
+        def ready() -> bool:
+            return self.docs.get(uri) is snap.doc and snap.doc.revision == snap.revision
+
+        def submit(flag):
+            return self._submit(self.worker.complete(uri, snap.offset, self.options, invoked, flag))
+
+        result = await self.scheduler.run(uri, delay, ready, submit)
+        if not isinstance(result, Suggestion) and result is not None:  # superseded or cancelled
+            self.status.record("cancelled")
+            return None
+        self.cache.put(scope, *key, result, invoked)
+        self.status.record("model", (time.perf_counter() - t0 - delay) * 1000)
+        return None if result is None else (snap, result)
+
+    def _submit(self, future):
+        loop, self.status.running = asyncio.get_running_loop(), self.status.running + 1
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.status.job_done))
+        return future
+
+    def report_server_error(self, error: Exception, source) -> None:
+        if source is JsonRpcException:  # the read loop could not parse or dispatch a message
+            unreadable = JsonRpcParseError if isinstance(error, ValueError) else JsonRpcInvalidRequest
+            self.protocol.answer_unreadable(unreadable(str(error)))
+            return
+        super().report_server_error(error, source)
+
+    def shutdown(self) -> None:
+        self.scheduler.cancel_all()
+        self.worker.shutdown()
+        super().shutdown()
+
+
+server = UnmaskServer()
+
+
+@server.feature(types.INITIALIZE)
+def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
+    ls.configure(params.initialization_options)
+
+
+@server.feature(types.INITIALIZED)
+def initialized(ls: UnmaskServer, params: types.InitializedParams) -> None:
+    ls.spawn(ls.load_model())
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: UnmaskServer, params: types.DidChangeConfigurationParams) -> None:
+    if params.settings is not None and ls.configure(params.settings):
+        ls.spawn(ls.load_model())
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
+    doc = OpenDocument(params.text_document)
+    if (old := ls.docs.pop(doc.uri, None)) is not None and old.parseable:
+        ls.worker.close(doc.uri)
+    ls.docs[doc.uri] = doc
+    if doc.parseable:
+        ls.worker.open(doc.uri, doc.text, doc.language)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: UnmaskServer, params: types.DidChangeTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    if (doc := ls.docs.get(uri)) is None:
+        log.warning("didChange for a document never opened: %s", uri)
+        return
+    for change in params.content_changes:
+        was = doc.parseable
+        start, end, text = doc.apply(change, ls.encoding)
+        if was and doc.parseable:
+            ls.worker.edit(uri, start, end, text)
+        elif doc.parseable:
+            ls.worker.open(uri, doc.text, doc.language)
+        elif was:
+            ls.worker.close(uri)
+    doc.version = params.text_document.version
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: UnmaskServer, params: types.DidCloseTextDocumentParams) -> None:
+    if (doc := ls.docs.pop(params.text_document.uri, None)) is not None and doc.parseable:
+        ls.worker.close(doc.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(ls: UnmaskServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+    found = await ls.suggest(params.text_document.uri, params.position, invoked=not automatic, debounce=automatic)
+    if found is None:
+        return types.InlineCompletionList(items=[])
+    snap, suggestion = found
+    return types.InlineCompletionList(items=[convert.inline_item(suggestion, snap.at, ls.encoding)])
+
+
+@server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS))
+async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.CompletionList:
+    kind = params.context.trigger_kind if params.context else types.CompletionTriggerKind.Invoked
+    invoked = kind == types.CompletionTriggerKind.Invoked
+    found = await ls.suggest(params.text_document.uri, params.position, invoked=invoked, debounce=not invoked)
+    if found is None:  # incomplete: typing re-asks, and the cache answers typing along at once
+        return types.CompletionList(is_incomplete=True, items=[])
+    snap, suggestion = found
+    return types.CompletionList(is_incomplete=True,
+                                items=[convert.completion_item(suggestion, snap.at, ls.encoding, snap.word)])
+
+
+@server.feature(STATUS)
+def status(ls: UnmaskServer, params) -> dict:
+    return ls.status.report(ls.options)

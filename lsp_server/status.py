@@ -1,0 +1,53 @@
+"""What `unmask/status` reports: the model's load state and recent request latencies."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+
+import msgspec
+
+from .options import Options
+
+LATENCY_WINDOW = 200
+
+
+@dataclass
+class ModelState:
+    model: str | None = None  # checkpoint folder; None until known
+    family: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    state: str = "loading"  # "loading" | "ready" | "failed"
+    error: str | None = None
+
+
+class Status:
+    def __init__(self):
+        self.model = ModelState()
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # ms, answered requests, debounce excluded
+        self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty"
+        self.running = 0  # completion jobs submitted to the engine thread and not finished
+
+    def record(self, outcome: str, ms: float | None = None) -> None:
+        self.requests[outcome] += 1
+        if ms is not None:
+            self.latencies.append(ms)
+
+    def job_done(self) -> None:
+        self.running -= 1
+
+    def report(self, options: Options) -> dict:
+        return {**asdict(self.model), "latencies_ms": percentiles(self.latencies),
+                "requests": dict(self.requests), "running": self.running, "options": msgspec.to_builtins(options)}
+
+
+def percentiles(values) -> dict:
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "count": 0}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.5), "p95": at(0.95), "count": len(ordered)}
