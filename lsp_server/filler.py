@@ -49,11 +49,13 @@ def describe(model) -> dict:
 def complete(model, doc: infill.Document, offset: int, options: Options, *, invoked: bool,
              cancel: Callable[[], bool] | None = None,
              others: tuple[infill.Document, ...] = ()) -> infill.Completion | None:
-    """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF)."""
+    """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF) and the
+    replaced range never splits a CRLF."""
     fill = make_filler(model, sampler_config(options.sampler), cancel)
     c = infill.complete(doc, offset, fill, count_tokens=model.count_tokens, invoked=invoked,
                         options=options.infill(), others=others)
     eol = re.search(r"\r\n|\r|\n", doc.text)
     if c is None or eol is None or eol.group() == "\n":
         return c
-    return dataclasses.replace(c, text=re.sub(r"\r\n|\n", eol.group(), c.text))
+    end = c.end - 1 if c.end > offset and doc.text[c.end - 1] == "\r" else c.end  # infill counts CR as on the line
+    return dataclasses.replace(c, end=end, text=re.sub(r"\r\n|\n", eol.group(), c.text))
