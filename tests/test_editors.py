@@ -1,0 +1,97 @@
+"""Editor clients (editors/) against the real server: headless Neovim running the repository's plugin, VS Code's
+protocol library (vscode-languageserver-protocol) from editors/vscode, and the extension's settings."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from lsp_server.options import Options
+
+REPO = Path(__file__).resolve().parents[1]
+VSCODE = REPO / "editors" / "vscode"
+MANIFEST = json.loads((VSCODE / "package.json").read_text())
+CLIENT_SETTINGS = {"unmask.enable", "unmask.serverCommand"}
+
+
+def run(command: list[str], model: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "UNMASK_MODEL": str(model), "PYTHON": sys.executable, **env}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(shutil.which("nvim") is None, reason="nvim not installed (apt-get install -y neovim)")
+def test_neovim_plugin_completion_and_ghost_text(tiny_checkpoint, tmp_path):
+    report_file = tmp_path / "report.json"
+    lua = ["nvim", "--headless", "--clean", "-u", "NONE", "-c", "luafile tests/editors/nvim_completion.lua"]
+    proc = run(lua, tiny_checkpoint, UNMASK_REPORT=str(report_file))
+    assert report_file.exists(), f"nvim wrote no report (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    r = json.loads(report_file.read_text())
+    assert r.get("error") is None, r["error"]
+    assert tuple(map(int, r["nvim"].split("."))) >= (0, 7, 0)
+    assert r["filetype"] == "python" and r["omnifunc"] == "v:lua.vim.lsp.omnifunc"
+    assert r["loaded"] and r["status"]["state"] == "ready", r["status"]
+    assert r["status"]["family"] == "dream" and r["statusline"].startswith("unmask")
+
+    # 1. textDocument/completion at line 1, character 11 (after "    return ")
+    items = r["completion"]["items"]
+    assert items, r["completion"]
+    edit = items[0]["textEdit"]
+    assert edit["newText"].strip()
+    assert edit["range"]["start"]["line"] == edit["range"]["end"]["line"] == 1
+    assert edit["range"]["start"]["character"] <= 11 == edit["range"]["end"]["character"]
+
+    # 2. typing "a" showed ghost text at the cursor, <C-]> dismissed it, <M-\> brought it back, <Tab> took it
+    assert r["insert_mode"] and r["typed"][1] == "    return a"
+    (_, row, col, mark), = r["ghost"]
+    assert (row, col) == (1, len("    return a"))
+    ghost = "".join(text for text, _ in mark["virt_text"])
+    assert ghost.strip() and mark["virt_text"][0][1] == "UnmaskGhost"
+    assert r["after_dismiss"] == {"marks": 0, "lines": r["typed"]}
+    assert r["triggered"], "no ghost text after the trigger key"
+    assert r["accepted"][1] == "    return a" + ghost.rstrip()
+    assert r["accepted"][:1] + r["accepted"][2:] == r["typed"][:1] + r["typed"][2:]
+    assert r["cursor_after_accept"] == [2, len(r["accepted"][1].encode())]
+    assert r["mode"] == "i"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (VSCODE / "node_modules" / "vscode-jsonrpc").is_dir(),
+                    reason="node or editors/vscode/node_modules missing (cd editors/vscode && npm ci)")
+def test_vscode_protocol_inline_completion(tiny_checkpoint):
+    proc = run(["node", "tests/editors/inline_completion.mjs"], tiny_checkpoint)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    for item, cursor in ((r["first"], 11), (r["second"], 15)):
+        assert item["insertText"].strip()
+        assert item["range"]["start"]["line"] == item["range"]["end"]["line"] == 1
+        assert item["range"]["start"]["character"] <= cursor <= item["range"]["end"]["character"]
+    assert r["status"]["state"] == "ready" and r["status"]["latencies_ms"]["count"] >= 2
+
+
+def _flatten(options: dict, prefix: str = "unmask.") -> dict:
+    flat = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and key != "languages":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def test_vscode_settings_mirror_server_options():
+    settings = MANIFEST["contributes"]["configuration"]["properties"]
+    server = _flatten(msgspec.to_builtins(Options()))
+    mirrored = {key: spec["default"] for key, spec in settings.items() if key not in CLIENT_SETTINGS}
+    assert mirrored == server
+
+
+def test_vscode_languages_are_the_servers():
+    languages = tomllib.loads((REPO / "grammars" / "languages.toml").read_text())
+    ids = {i for facts in languages.values() for i in facts["language_ids"]}
+    events = MANIFEST["activationEvents"]
+    assert {e.removeprefix("onLanguage:") for e in events if e.startswith("onLanguage:")} == ids
