@@ -192,6 +192,8 @@ def test_train_resume_is_exact_and_ships_a_loadable_model(data_dir, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
     log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in log if "loss" in r) and any("val_loss" in r for r in log)
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_b if "loss" in r] == [2, 4]
 
     cfg, state = loop.load_state(tmp_path / "a" / "ckpt")
     model = loop.load_model(tmp_path / "a" / "ckpt", "cpu")
@@ -207,3 +209,5 @@ def test_train_resume_is_exact_and_ships_a_loadable_model(data_dir, tmp_path):
 
     continued = loop.train(tmp_path / "c", data_dir, dataclasses.replace(TINY, steps=5), init=shipped)
     assert continued.step == 5 and continued.schedule_start == 4
+    log_c = [json.loads(x) for x in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_c if "loss" in r] == [4, 5]  # the shipped model's history continues

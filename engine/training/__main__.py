@@ -97,7 +97,7 @@ def cmd_train(args) -> int:
 
 def cmd_export(args) -> int:
     if args.card_only:
-        export.write_card(args.out, args.run, args.data)
+        export.refresh_card(args.out, args.run, args.data)
         return 0
     ckpt = args.run / "ckpt"
     cfg, state = loop.load_state(ckpt)

@@ -43,11 +43,18 @@ def ship(model: Transformer, out_dir: Path, data_dir: Path, run_dir: Path, cfg, 
     training = {"config": dataclasses.asdict(cfg), "state": dataclasses.asdict(state), "metrics": metrics,
                 "run": run_dir.name, "corpus": json.loads((data_dir / "manifest.json").read_text())}
     (tmp / "training.json").write_text(json.dumps(training, indent=2) + "\n")
-    write_card(tmp, run_dir, data_dir)
+    refresh_card(tmp, run_dir, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):  # config last: it names the shapes
         os.replace(path, out_dir / path.name)
     tmp.rmdir()
+
+
+def refresh_card(model_dir: Path, run_dir: Path, data_dir: Path) -> None:
+    """Copy the run's log (it holds the history of the runs it continues) and rewrite card and plot."""
+    if (run_dir / "log.jsonl").exists() and (run_dir / "log.jsonl").resolve() != (model_dir / "log.jsonl").resolve():
+        shutil.copy(run_dir / "log.jsonl", model_dir / "log.jsonl")
+    write_card(model_dir, run_dir, data_dir)
 
 
 def shipped_val_loss(out_dir: Path) -> float:

@@ -30,6 +30,7 @@ from engine.training.objective import add_noise, sample_t
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+HEAD_BUCKET = 256
 VAL_SEED = 999  # the held-out batches and their noise are fixed, so validation losses compare across runs
 
 
@@ -102,13 +103,18 @@ def hidden_states(model: Transformer, ids: Tensor) -> Tensor:
 def batch_loss(model: Transformer, batch: Batch, mask_id: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Mean ELBO loss and the per-row losses [B]. The head runs only where a masked token is predicted
     (Dream's shift: position i reads output i - 1), which equals objective.diffusion_loss."""
-    t = sample_t(batch.ids.shape[0], generator)
+    t = sample_t(batch.ids.shape[0], generator).to(batch.ids.device)
     noisy, masked = add_noise(batch.ids, batch.maskable, t, mask_id, generator)
     rows, cols = masked.nonzero(as_tuple=True)
+    # pad the gathered positions to a multiple of HEAD_BUCKET: oneDNN caches a bf16 matmul per shape, and one
+    # new shape per step grows memory without bound
+    pad = -rows.numel() % HEAD_BUCKET
+    keep = torch.cat([torch.ones(rows.numel(), device=rows.device), torch.zeros(pad, device=rows.device)])
+    rows, cols = (torch.cat([x, x.new_zeros(pad)]) for x in (rows, cols))
     h = hidden_states(model, noisy)
     logits = model.head(h[rows, (cols - 1).clamp(min=0)])  # [N, V]
-    ce = torch.nn.functional.cross_entropy(logits.float(), batch.ids[rows, cols], reduction="none")
-    per_row = torch.zeros(batch.ids.shape[0]).index_add_(0, rows, ce) / batch.length / t
+    ce = torch.nn.functional.cross_entropy(logits.float(), batch.ids[rows, cols], reduction="none") * keep
+    per_row = torch.zeros(batch.ids.shape[0], device=ce.device).index_add_(0, rows, ce) / batch.length / t
     return per_row.mean(), per_row.detach()
 
 
@@ -233,11 +239,13 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
     ids = bpe.special_ids(tok)
     special = {"mask_id": ids["mask_token_id"], "eos_id": ids["eos_token_id"], "pad_id": ids["pad_token_id"],
                "bos_id": ids["bos_token_id"]}
+    if init is not None and not (run_dir / "log.jsonl").exists() and (init / "log.jsonl").exists():
+        shutil.copy(init / "log.jsonl", run_dir / "log.jsonl")  # the loss curve continues across runs
     model, opt, cfg, state = start(run_dir, cfg, tok.get_vocab_size(), init, device)
     source = batch_source(data_dir, tok, special["eos_id"], cfg, "train", cfg.seed)
     val_source = batch_source(data_dir, tok, special["eos_id"], cfg, "val", VAL_SEED)
     step_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
-    log = (run_dir / "log.jsonl").open("a")
+    log = open_log(run_dir / "log.jsonl", state.step)
     t_run = t_ckpt = t_prev = time.time()
     train_s, tokens_log = 0.0, 0
     model.train()
@@ -280,6 +288,14 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
     save(run_dir, model, opt, cfg, state, special, data_dir)
     log.close()
     return state
+
+
+def open_log(path: Path, step: int):
+    """Append to the log, dropping rows past `step` (written after the checkpoint a resumed run restarts from)."""
+    if path.exists():
+        rows = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= step]
+        path.write_text("".join(x + "\n" for x in rows))
+    return path.open("a")
 
 
 def write_log(log, row: dict) -> None:
