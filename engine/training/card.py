@@ -115,15 +115,22 @@ gold length), exact match and edit similarity for whole-line and rest-of-line in
 files, forward passes and latency per completion on CPU.
 
 {eval_table(evals)}
+## Limitations
+A few million parameters trained on tens of millions of tokens of Python: it completes common idioms and
+names from the surrounding file, not algorithms. Other languages are out of its training data. It is the
+project's fixed yardstick for speed and quality; larger public checkpoints load through the same path.
+
 ## Continue training
-Training accumulates across sessions: continue from this checkpoint (weights and counters; a fresh optimizer
-warms up again) and ship again only if validation improves:
+Training accumulates across sessions: continue from this checkpoint (weights, token counters and loss history;
+a fresh optimizer warms up again) and ship again only if the validation loss (fixed held-out batches and
+noise) beats the one recorded in `training.json`:
 
-    python -m engine.training prepare            # once per machine: corpus, tokenizer check, token streams
+    python -m engine.training prepare     # once per machine: corpus, token streams (reuses this tokenizer)
     python -m engine.training train --name <run> --init engine/default_model --minutes 120 --ship
-    python -m engine.training export --run runs/<run>   # the run's best checkpoint, card refreshed
+    python -m engine.training export --run runs/<run>     # ship the run's last checkpoint if it is better
+    python bench/eval_model.py && python -m engine.training export --run runs/<run> --card-only
 
-`prepare` keeps the tokenizer of an existing data folder; to keep token ids identical to this model, copy
-`tokenizer.json` here into `.cache/corpus/data/` before running it on a new machine.
+A stopped run resumes exactly (same batches, same noise) with the same `train --name <run>` command. With a
+GPU, `engine/training/device_run.sh` is a prepared run that carries the compressed corpus.
 """
     (model_dir / "MODEL_CARD.md").write_text(text)

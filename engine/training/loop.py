@@ -274,20 +274,26 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
                             "tok_per_s": round(tokens_log / max(train_s, 1e-9)), "wall_s": round(state.wall_s)})
             train_s, tokens_log = 0.0, 0
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-            metrics = validate(model, val_source, special["mask_id"], cfg, device)
-            write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics})
-            if metrics["val_loss"] < state.best_val:
-                state.best_val = metrics["val_loss"]
-                if ship is not None:
-                    ship(model, cfg, state, metrics)
+            evaluate(model, val_source, special["mask_id"], cfg, state, device, log, ship)
         if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
             save(run_dir, model, opt, cfg, state, special, data_dir)
             t_ckpt = time.time()
         now = time.time()
         state.wall_s, t_prev = state.wall_s + now - t_prev, now  # evals and checkpoints: wall time, not throughput
+    if state.step % cfg.eval_every and state.step < cfg.steps:  # stopped by the clock: the decayed weights
+        evaluate(model, val_source, special["mask_id"], cfg, state, device, log, ship)
     save(run_dir, model, opt, cfg, state, special, data_dir)
     log.close()
     return state
+
+
+def evaluate(model, val_source, mask_id: int, cfg: TrainConfig, state: TrainState, device: str, log, ship) -> None:
+    metrics = validate(model, val_source, mask_id, cfg, device)
+    write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics})
+    if metrics["val_loss"] < state.best_val:
+        state.best_val = metrics["val_loss"]
+        if ship is not None:
+            ship(model, cfg, state, metrics)
 
 
 def open_log(path: Path, step: int):
