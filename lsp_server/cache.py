@@ -44,7 +44,9 @@ class SuggestionCache:
                 return self._entries[k]
         return None
 
-    def put(self, scope: Hashable, prefix: str, suffix: str, suggestion: Suggestion | None, invoked: bool) -> None:
+    def put(
+        self, scope: Hashable, prefix: str, suffix: str, suggestion: Suggestion | None, invoked: bool
+    ) -> None:
         """Store a suggestion for any request, or "none" for requests invoked alike (automatic ones decline
         where invoked ones may not)."""
         prefix = prefix[-PREFIX_CHARS:]
@@ -54,7 +56,7 @@ class SuggestionCache:
         self._store(key(scope, prefix, suffix), suggestion)
         if not suggestion.text.startswith(suggestion.lead):
             return
-        inserted = suggestion.text[len(suggestion.lead):]
+        inserted = suggestion.text[len(suggestion.lead) :]
         for n in range(1, min(len(inserted), FORWARD_CHARS + 1)):
             rest = Suggestion("", suggestion.trail, inserted[n:], suggestion.kind, suggestion.confidence)
             self._store(key(scope, prefix + inserted[:n], suffix), rest)

@@ -3,7 +3,7 @@
   unmask serve [--tcp [--host H] [--port P]] [model options]   LSP over stdio (or TCP, 127.0.0.1 by default)
   unmask complete FILE --line L --col C [--json] [model options] the completion at line L, column C (1-based)
   unmask fill FILE [--marker M] [--in-place] [model options]     fill every hole marked M (default <|fill|>)
-  unmask train ...                                               python -m engine.training ... (the embedded model)
+  unmask train ...                                               python -m engine.training ...
 
 Model options: --model DIR (default: the embedded model), --device, --dtype, --threads, --options JSON (the
 server's initializationOptions schema, e.g. '{"completion": {"maxLines": 8}}').
@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unmask", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="unmask", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,train}")
     serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
     serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
@@ -119,7 +120,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     starts = convert.line_starts(doc.text)
     if not 1 <= args.line <= len(starts):
         raise SystemExit(f"unmask: {args.file}: --line must be in 1..{len(starts)}")
-    line_end = len(doc.text[starts[args.line - 1]:].split("\n", 1)[0].rstrip("\r"))
+    line_end = len(doc.text[starts[args.line - 1] :].split("\n", 1)[0].rstrip("\r"))
     if not 1 <= args.col <= line_end + 1:
         raise SystemExit(f"unmask: {args.file}:{args.line}: --col must be in 1..{line_end + 1}")
     options = options_from(args)
@@ -137,8 +138,18 @@ def cmd_complete(args: argparse.Namespace) -> int:
         line = convert.position_at(doc.text, starts, offset, "utf-32")
         return {"line": line.line + 1, "col": line.character + 1}
 
-    print(json.dumps({"start": where(c.start), "end": where(c.end), "text": c.text, "kind": c.kind,
-                      "confidence": round(c.confidence, 4), "ms": round(ms, 1)}))
+    print(
+        json.dumps(
+            {
+                "start": where(c.start),
+                "end": where(c.end),
+                "text": c.text,
+                "kind": c.kind,
+                "confidence": round(c.confidence, 4),
+                "ms": round(ms, 1),
+            }
+        )
+    )
     return 0
 
 
@@ -148,7 +159,7 @@ def cmd_fill(args: argparse.Namespace) -> int:
     if len(pieces) == 1:
         raise SystemExit(f"unmask: {args.file}: no {args.marker} holes")
     doc = infill.Document("".join(pieces), marked.language)
-    holes = [sum(map(len, pieces[:i + 1])) for i in range(len(pieces) - 1)]  # offsets in the unmarked text
+    holes = [sum(map(len, pieces[: i + 1])) for i in range(len(pieces) - 1)]  # offsets in the unmarked text
     options = options_from(args)
     model, empty = filler.load(options.model), 0
     for i in range(len(holes)):
@@ -159,7 +170,7 @@ def cmd_fill(args: argparse.Namespace) -> int:
             continue
         doc.apply_edit(c.start, c.end, c.text)
         delta = len(c.text) - (c.end - c.start)
-        holes[i + 1:] = [h + delta if h >= c.end else c.start + len(c.text) for h in holes[i + 1:]]
+        holes[i + 1 :] = [h + delta if h >= c.end else c.start + len(c.text) for h in holes[i + 1 :]]
     if args.in_place:
         args.file.write_text(doc.text, encoding="utf-8")
     else:

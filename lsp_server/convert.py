@@ -68,7 +68,7 @@ def offset_at(text: str, starts: list[int], position: types.Position, encoding: 
 
 def position_at(text: str, starts: list[int], offset: int, encoding: str) -> types.Position:
     line = bisect.bisect_right(starts, offset) - 1
-    return types.Position(line, units(text[starts[line]:offset], encoding))
+    return types.Position(line, units(text[starts[line] : offset], encoding))
 
 
 def word_before(text: str, offset: int) -> str:
@@ -81,8 +81,10 @@ def word_before(text: str, offset: int) -> str:
 
 def edit_range(s: Suggestion, at: types.Position, encoding: str, lead: str | None = None) -> types.Range:
     lead = s.lead if lead is None else lead
-    return types.Range(types.Position(at.line, at.character - units(lead, encoding)),
-                       types.Position(at.line, at.character + units(s.trail, encoding)))
+    return types.Range(
+        types.Position(at.line, at.character - units(lead, encoding)),
+        types.Position(at.line, at.character + units(s.trail, encoding)),
+    )
 
 
 def inline_item(s: Suggestion, at: types.Position, encoding: str) -> types.InlineCompletionItem:
@@ -93,7 +95,7 @@ def completion_item(s: Suggestion, at: types.Position, encoding: str, word: str)
     """One item whose textEdit starts at the typed word (so clients' filtering keeps it) or at s's lead."""
     lead = s.lead if len(s.lead) >= len(word) else word
     new_text = lead[: len(lead) - len(s.lead)] + s.text
-    rest = s.text[len(s.lead):] if s.text.startswith(s.lead) else s.text
+    rest = s.text[len(s.lead) :] if s.text.startswith(s.lead) else s.text
     first, *more = rest.split("\n", 1)
     label = (first.strip() or rest.strip() or s.text)[:LABEL_CHARS] + ("…" if more else "")
     return types.CompletionItem(

@@ -42,20 +42,40 @@ def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> inf
 
 def describe(model) -> dict:
     """The status fields of a loaded model."""
-    return {"model": str(model.path), "family": model.family.name, "device": str(model.device),
-            "dtype": str(next(model.model.parameters()).dtype).removeprefix("torch.")}
+    return {
+        "model": str(model.path),
+        "family": model.family.name,
+        "device": str(model.device),
+        "dtype": str(next(model.model.parameters()).dtype).removeprefix("torch."),
+    }
 
 
-def complete(model, doc: infill.Document, offset: int, options: Options, *, invoked: bool,
-             cancel: Callable[[], bool] | None = None,
-             others: tuple[infill.Document, ...] = ()) -> infill.Completion | None:
+def complete(
+    model,
+    doc: infill.Document,
+    offset: int,
+    options: Options,
+    *,
+    invoked: bool,
+    cancel: Callable[[], bool] | None = None,
+    others: tuple[infill.Document, ...] = (),
+) -> infill.Completion | None:
     """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF) and the
     replaced range never splits a CRLF."""
     fill = make_filler(model, sampler_config(options.sampler), cancel)
-    c = infill.complete(doc, offset, fill, count_tokens=model.count_tokens, invoked=invoked,
-                        options=options.infill(), others=others)
+    c = infill.complete(
+        doc,
+        offset,
+        fill,
+        count_tokens=model.count_tokens,
+        invoked=invoked,
+        options=options.infill(),
+        others=others,
+    )
     eol = re.search(r"\r\n|\r|\n", doc.text)
     if c is None or eol is None or eol.group() == "\n":
         return c
-    end = c.end - 1 if c.end > offset and doc.text[c.end - 1] == "\r" else c.end  # infill counts CR as on the line
+    end = (
+        c.end - 1 if c.end > offset and doc.text[c.end - 1] == "\r" else c.end
+    )  # infill counts CR as on the line
     return dataclasses.replace(c, end=end, text=re.sub(r"\r\n|\n", eol.group(), c.text))

@@ -1,4 +1,5 @@
-"""Server options: one nested frozen Struct, camelCase on the wire (initializationOptions, didChangeConfiguration).
+"""Server options: one nested frozen Struct, camelCase on the wire (initializationOptions and
+workspace/didChangeConfiguration).
 
 `parse(raw, base)` never fails: each invalid or unknown value falls back to `base` and yields a one-line
 message naming the option.
@@ -64,8 +65,12 @@ class Options(_Options):
 
     def infill(self) -> InfillOptions:
         c = self.completion
-        return InfillOptions(max_tokens=c.max_tokens, max_lines=c.max_lines, context_tokens=c.context_tokens,
-                             candidates=c.candidates)
+        return InfillOptions(
+            max_tokens=c.max_tokens,
+            max_lines=c.max_lines,
+            context_tokens=c.context_tokens,
+            candidates=c.candidates,
+        )
 
     def enabled(self, language: str) -> bool:
         return self.languages.get(language, True)
@@ -75,12 +80,14 @@ def merge(base: dict, update: dict) -> dict:
     """base with update's values, recursing into objects present in both."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
 def parse(raw: Any, base: Options = Options()) -> tuple[Options, list[str]]:
-    """Options from a client's JSON object over `base`; invalid values fall back to base's, with a message each."""
+    """Options from a client's JSON object over base; invalid values fall back to base's, with a message."""
     if raw is None:
         return base, []
     if not isinstance(raw, dict):

@@ -47,8 +47,11 @@ class UnmaskProtocol(LanguageServerProtocol):
 
     def answer_unreadable(self, error: JsonRpcException) -> None:
         """An error response with id null: JSON-RPC's answer to a message whose id cannot be known."""
-        response = {"jsonrpc": self.VERSION, "id": None,  # sent as a dict: the converter would drop a null id
-                    "error": self._converter.unstructure(error.to_response_error())}
+        response = {
+            "jsonrpc": self.VERSION,
+            "id": None,  # sent as a dict: the converter would drop a null id
+            "error": self._converter.unstructure(error.to_response_error()),
+        }
         self._send_data(response)
 
     def _to_handler(self, method: str, params):

@@ -42,8 +42,13 @@ class Scheduler:
     def __init__(self):
         self._latest: dict[str, Ticket] = {}  # document uri -> its newest request
 
-    async def run(self, uri: str, debounce_s: float, ready: Callable[[], bool],
-                  submit: Callable[[threading.Event], Future]):
+    async def run(
+        self,
+        uri: str,
+        debounce_s: float,
+        ready: Callable[[], bool],
+        submit: Callable[[threading.Event], Future],
+    ):
         """submit(cancel_flag)'s result, or SUPERSEDED if a newer request for uri came (or ready() turned
         False) before the engine finished."""
         ticket = Ticket()

@@ -24,7 +24,7 @@ from .options import Options, merge, parse
 from .protocol import UnmaskProtocol
 from .scheduler import Scheduler
 from .status import ModelState, Status
-from .worker import CANCELLED, Worker
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 STATUS = "unmask/status"
@@ -47,12 +47,21 @@ class Snapshot:
 
 class UnmaskServer(LanguageServer):
     def __init__(self):
-        super().__init__("unmask", __version__, protocol_cls=UnmaskProtocol,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "unmask",
+            __version__,
+            protocol_cls=UnmaskProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.defaults = self.options = Options()  # defaults: the command line's; options: with the client's
         self.client_options: dict = {}
         self.docs: dict[str, OpenDocument] = {}
-        self.worker, self.scheduler, self.cache, self.status = Worker(), Scheduler(), SuggestionCache(), Status()
+        self.worker, self.scheduler, self.cache, self.status = (
+            Worker(),
+            Scheduler(),
+            SuggestionCache(),
+            Status(),
+        )
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -64,9 +73,14 @@ class UnmaskServer(LanguageServer):
         options changed."""
         if isinstance(raw, dict) and isinstance(raw.get("unmask"), dict):
             raw = raw["unmask"]  # a whole settings tree, as VS Code sends it
-        messages = [] if raw is None or isinstance(raw, dict) else [
-            f"unmask options must be an object, got {type(raw).__name__}; ignored"]
-        options, invalid = parse(merge(self.client_options, raw if isinstance(raw, dict) else {}), self.defaults)
+        messages = (
+            []
+            if raw is None or isinstance(raw, dict)
+            else [f"unmask options must be an object, got {type(raw).__name__}; ignored"]
+        )
+        options, invalid = parse(
+            merge(self.client_options, raw if isinstance(raw, dict) else {}), self.defaults
+        )
         for message in messages + invalid:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
         self.client_options = msgspec.to_builtins(options)  # invalid values already replaced
@@ -110,16 +124,27 @@ class UnmaskServer(LanguageServer):
 
     def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
         doc = self.docs.get(uri)
-        if (doc is None or not doc.parseable or not self.options.enabled(doc.language)
-                or self.status.model.state != "ready"):
+        if (
+            doc is None
+            or not doc.parseable
+            or not self.options.enabled(doc.language)
+            or self.status.model.state != "ready"
+        ):
             return None
         offset, text = doc.offset_at(position, self.encoding), doc.text
-        return Snapshot(doc, doc.revision, offset, doc.position_at(offset, self.encoding),
-                        text[max(0, offset - PREFIX_CHARS):offset], text[offset:offset + SUFFIX_CHARS],
-                        convert.word_before(text, offset))
+        return Snapshot(
+            doc,
+            doc.revision,
+            offset,
+            doc.position_at(offset, self.encoding),
+            text[max(0, offset - PREFIX_CHARS) : offset],
+            text[offset : offset + SUFFIX_CHARS],
+            convert.word_before(text, offset),
+        )
 
-    async def suggest(self, uri: str, position: types.Position, *, invoked: bool,
-                      debounce: bool) -> tuple[Snapshot, Suggestion] | None:
+    async def suggest(
+        self, uri: str, position: types.Position, *, invoked: bool, debounce: bool
+    ) -> tuple[Snapshot, Suggestion] | None:
         """The suggestion at position (from the cache or the engine), None if none or superseded."""
         t0, snap = time.perf_counter(), self.snapshot(uri, position)  # before any await: later edits wait
         if snap is None:
@@ -217,16 +242,22 @@ def did_close(ls: UnmaskServer, params: types.DidCloseTextDocumentParams) -> Non
 
 
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-async def inline_completion(ls: UnmaskServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+async def inline_completion(
+    ls: UnmaskServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
     automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-    found = await ls.suggest(params.text_document.uri, params.position, invoked=not automatic, debounce=automatic)
+    found = await ls.suggest(
+        params.text_document.uri, params.position, invoked=not automatic, debounce=automatic
+    )
     if found is None:
         return types.InlineCompletionList(items=[])
     snap, suggestion = found
     return types.InlineCompletionList(items=[convert.inline_item(suggestion, snap.at, ls.encoding)])
 
 
-@server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS))
+@server.feature(
+    types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS)
+)
 async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.CompletionList:
     kind = params.context.trigger_kind if params.context else types.CompletionTriggerKind.Invoked
     invoked = kind == types.CompletionTriggerKind.Invoked
@@ -234,8 +265,9 @@ async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.
     if found is None:  # incomplete: typing re-asks, and the cache answers typing along at once
         return types.CompletionList(is_incomplete=True, items=[])
     snap, suggestion = found
-    return types.CompletionList(is_incomplete=True,
-                                items=[convert.completion_item(suggestion, snap.at, ls.encoding, snap.word)])
+    return types.CompletionList(
+        is_incomplete=True, items=[convert.completion_item(suggestion, snap.at, ls.encoding, snap.word)]
+    )
 
 
 @server.feature(STATUS)

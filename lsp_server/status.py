@@ -25,7 +25,9 @@ class ModelState:
 class Status:
     def __init__(self):
         self.model = ModelState()
-        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # ms, answered requests, debounce excluded
+        self.latencies: deque[float] = deque(
+            maxlen=LATENCY_WINDOW
+        )  # ms, answered requests, debounce excluded
         self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty"
         self.running = 0  # completion jobs submitted to the engine thread and not finished
 
@@ -38,8 +40,13 @@ class Status:
         self.running -= 1
 
     def report(self, options: Options) -> dict:
-        return {**asdict(self.model), "latencies_ms": percentiles(self.latencies),
-                "requests": dict(self.requests), "running": self.running, "options": msgspec.to_builtins(options)}
+        return {
+            **asdict(self.model),
+            "latencies_ms": percentiles(self.latencies),
+            "requests": dict(self.requests),
+            "running": self.running,
+            "options": msgspec.to_builtins(options),
+        }
 
 
 def percentiles(values) -> dict:

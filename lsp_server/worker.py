@@ -40,7 +40,9 @@ class Worker:
         """Future of the loaded model's description (see filler.describe)."""
         return self._pool.submit(self._load, opts)
 
-    def complete(self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event) -> Future:
+    def complete(
+        self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event
+    ) -> Future:
         """Future of a Suggestion, None (nothing to suggest) or CANCELLED."""
         return self._pool.submit(self._complete, uri, offset, options, invoked, cancel)
 
@@ -75,8 +77,15 @@ class Worker:
             return None
         others = tuple(d for u, d in reversed(self._docs.items()) if u != uri and d.language == doc.language)
         try:
-            c = filler.complete(self.model, doc, offset, options, invoked=invoked, cancel=cancel.is_set,
-                                others=others[:MAX_OTHERS])
+            c = filler.complete(
+                self.model,
+                doc,
+                offset,
+                options,
+                invoked=invoked,
+                cancel=cancel.is_set,
+                others=others[:MAX_OTHERS],
+            )
         except Cancelled:
             return CANCELLED
         if c is None:

@@ -1,6 +1,6 @@
 """Responsiveness and configuration, end to end: cancellation, supersession, debounce, config changes.
 
-Slow options (no confidence threshold, 8 canvas sizes) make a block completion take seconds with the tiny
+Slow options (no confidence threshold, 8 canvas sizes) make a block completion take 5-10 s with the tiny
 checkpoint, so a stopped job is told apart from a finished one by time.
 """
 
@@ -15,8 +15,10 @@ from pygls.exceptions import JsonRpcRequestCancelled
 from tests.test_lsp_server import AUTOMATIC, PY, RETURN, inline, insert, open_doc, serving, status, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-SLOW = {"completion": {"candidates": 8, "maxTokens": 256, "maxLines": 64, "debounceMs": 50},
-        "sampler": {"threshold": None}}
+SLOW = {
+    "completion": {"candidates": 8, "maxTokens": 256, "maxLines": 64, "debounceMs": 50},
+    "sampler": {"threshold": None},
+}
 
 
 def block(name: str) -> str:
@@ -34,23 +36,19 @@ async def client(tiny_checkpoint):
 
 
 def request_inline(client, msg_id: str, uri: str, position: types.Position):
-    params = types.InlineCompletionParams(types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
-                                          types.TextDocumentIdentifier(uri), position)
+    params = types.InlineCompletionParams(
+        types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+        types.TextDocumentIdentifier(uri),
+        position,
+    )
     return asyncio.ensure_future(  # pytest-lsp's send_request_async is a coroutine: start sending now
-        client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id))
+        client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id)
+    )
 
 
 async def idle_after(client, t0: float) -> float:
     await wait_for(client, lambda s: s["running"] == 0, timeout=30)
     return time.monotonic() - t0
-
-
-async def test_full_block_job_is_slow(client):
-    """The reference: an uncancelled block completion takes seconds."""
-    uri = open_doc(client, "reference.py", block("reference"))
-    t0 = time.monotonic()
-    await request_inline(client, "reference", uri, IN_BODY)
-    assert time.monotonic() - t0 > 2.0
 
 
 async def test_cancel_request_stops_the_engine_and_changes_are_never_delayed(client):
@@ -61,6 +59,8 @@ async def test_cancel_request_stops_the_engine_and_changes_are_never_delayed(cli
     insert(client, uri, 2, types.Position(0, 0), "# typed while the engine works\n")
     busy = await status(client)
     assert busy["running"] == 1 and time.monotonic() - t0 < 0.5  # the loop answers while the engine runs
+    await asyncio.sleep(2.0)
+    assert (await status(client))["running"] == 1  # a job that runs for seconds when left alone
     t0 = time.monotonic()
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="to-cancel"))
     with pytest.raises(JsonRpcRequestCancelled):
@@ -85,10 +85,12 @@ async def test_a_burst_of_typing_along_leaves_only_the_newest_running(client):
     tasks = []
     for i in range(30):
         insert(client, uri, i + 2, types.Position(RETURN.line, RETURN.character + i), "x")
-        task = asyncio.ensure_future(inline(client, uri, types.Position(RETURN.line, RETURN.character + i + 1),
-                                            AUTOMATIC))
+        task = asyncio.ensure_future(
+            inline(client, uri, types.Position(RETURN.line, RETURN.character + i + 1), AUTOMATIC)
+        )
         task.add_done_callback(lambda _, i=i: answered.append((i, time.monotonic())))
         tasks.append(task)
+        await asyncio.sleep(0)  # the request leaves before the next keystroke
     results = await asyncio.gather(*tasks)
     assert all(not r.items for r in results[:-1])
     newest_at = dict(answered)[29]
@@ -101,26 +103,35 @@ async def test_a_burst_of_typing_along_leaves_only_the_newest_running(client):
 
 async def test_invalid_settings_show_a_message_and_keep_the_rest(client):
     client.messages.clear()
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        {"unmask": {"completion": {"maxLines": -1, "debounceMs": 0}, "languages": {"python": False}}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            {"unmask": {"completion": {"maxLines": -1, "debounceMs": 0}, "languages": {"python": False}}}
+        )
+    )
     s = await wait_for(client, lambda s: s["options"]["completion"]["debounceMs"] == 0)
     assert s["options"]["completion"]["maxLines"] == 16  # the default, not the invalid value
     assert any("completion.maxLines" in m.message for m in client.messages)
     uri = open_doc(client, "disabled.py", PY)
     assert not (await inline(client, uri, RETURN)).items
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams({"languages": {"python": True}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams({"languages": {"python": True}})
+    )
     await wait_for(client, lambda s: s["options"]["languages"] == {"python": True})
 
 
 async def test_a_bad_model_folder_fails_visibly_and_a_good_one_recovers(client, tiny_checkpoint, tmp_path):
     client.messages.clear()
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        {"model": {"path": str(tmp_path / "missing")}, "completion": {"candidates": 1}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            {"model": {"path": str(tmp_path / "missing")}, "completion": {"candidates": 1}}
+        )
+    )
     s = await wait_for(client, lambda s: s["state"] == "failed")
     assert "missing" in s["error"] and any(m.type == types.MessageType.Error for m in client.messages)
     uri = open_doc(client, "no-model.py", PY)
     assert not (await inline(client, uri, RETURN)).items  # empty, not an error
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        {"model": {"path": str(tiny_checkpoint)}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams({"model": {"path": str(tiny_checkpoint)}})
+    )
     await wait_for(client, lambda s: s["state"] == "ready")
     assert (await inline(client, uri, RETURN)).items

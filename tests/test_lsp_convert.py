@@ -4,8 +4,11 @@ from lsprotocol import types
 from lsp_server import convert
 from lsp_server.cache import Suggestion
 
-U8, U16, U32 = (types.PositionEncodingKind.Utf8, types.PositionEncodingKind.Utf16,
-                types.PositionEncodingKind.Utf32)
+U8, U16, U32 = (
+    types.PositionEncodingKind.Utf8,
+    types.PositionEncodingKind.Utf16,
+    types.PositionEncodingKind.Utf32,
+)
 TEXT = "ab\r\nx😀y = 'é'\rz\n"  # CRLF, lone CR and LF breaks; a character outside the BMP
 
 
@@ -17,11 +20,20 @@ def test_line_starts_follow_lsp_line_breaks():
     assert convert.line_starts(TEXT) == [0, 4, 14, 16]
 
 
-@pytest.mark.parametrize("encoding, character, expected", [
-    (U16, 1, 5), (U16, 3, 6), (U16, 4, 7), (U8, 5, 6), (U8, 6, 7), (U32, 2, 6), (U32, 3, 7),
-    (U16, 2, 5),  # inside the surrogate pair: before the character
-    (U8, 3, 5),  # inside its UTF-8 bytes
-])
+@pytest.mark.parametrize(
+    "encoding, character, expected",
+    [
+        (U16, 1, 5),
+        (U16, 3, 6),
+        (U16, 4, 7),
+        (U8, 5, 6),
+        (U8, 6, 7),
+        (U32, 2, 6),
+        (U32, 3, 7),
+        (U16, 2, 5),  # inside the surrogate pair: before the character
+        (U8, 3, 5),  # inside its UTF-8 bytes
+    ],
+)
 def test_offsets_count_the_negotiated_code_units(encoding, character, expected):
     assert offset(TEXT, 1, character, encoding) == expected
 
@@ -30,7 +42,7 @@ def test_positions_round_trip_in_every_encoding():
     for encoding in (U8, U16, U32):
         starts = convert.line_starts(TEXT)
         for off in range(len(TEXT) + 1):
-            if TEXT[off - 1:off + 1] == "\r\n":
+            if TEXT[off - 1 : off + 1] == "\r\n":
                 continue  # between CR and LF: no position addresses it
             pos = convert.position_at(TEXT, starts, off, encoding)
             assert convert.offset_at(TEXT, starts, pos, encoding) == off

@@ -8,13 +8,19 @@ from lsp_server.options import ModelOptions, Options, SamplerOptions, merge, par
 def test_defaults_agree_with_the_engine_and_infill():
     engine = pytest.importorskip("engine")
     assert msgspec.structs.asdict(SamplerOptions()) == {
-        f: getattr(engine.SamplerConfig(), f) for f in msgspec.structs.asdict(SamplerOptions())}
+        f: getattr(engine.SamplerConfig(), f) for f in msgspec.structs.asdict(SamplerOptions())
+    }
     assert Options().infill() == InfillOptions()
 
 
 def test_camel_case_on_the_wire():
-    options, messages = parse({"completion": {"maxTokens": 16, "debounceMs": 0},
-                               "sampler": {"topP": 0.5, "threshold": None}, "languages": {"rust": False}})
+    options, messages = parse(
+        {
+            "completion": {"maxTokens": 16, "debounceMs": 0},
+            "sampler": {"topP": 0.5, "threshold": None},
+            "languages": {"rust": False},
+        }
+    )
     assert messages == []
     assert options.completion.max_tokens == 16 and options.completion.debounce_ms == 0
     assert options.sampler.top_p == 0.5 and options.sampler.threshold is None
@@ -24,8 +30,15 @@ def test_camel_case_on_the_wire():
 
 def test_each_invalid_value_falls_back_to_the_base_with_a_message():
     base = Options(model=ModelOptions(path="ckpt"))
-    options, messages = parse({"model": {"device": "tpu"}, "completion": {"maxLines": 0, "maxTokens": 8},
-                               "sampler": {"temperature": "hot", "topK": 3}, "colour": "red"}, base)
+    options, messages = parse(
+        {
+            "model": {"device": "tpu"},
+            "completion": {"maxLines": 0, "maxTokens": 8},
+            "sampler": {"temperature": "hot", "topK": 3},
+            "colour": "red",
+        },
+        base,
+    )
     assert options.model == ModelOptions(path="ckpt")
     assert options.completion.max_lines == Options().completion.max_lines
     assert options.completion.max_tokens == 8 and options.sampler.top_k == 3

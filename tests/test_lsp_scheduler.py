@@ -17,6 +17,7 @@ def engine():
 
 def job(pool, seconds=2.0):
     """A fake engine job: polls its cancel flag like the denoising loop; 'cancelled' or 'done'."""
+
     def run(flag: threading.Event):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -24,6 +25,7 @@ def job(pool, seconds=2.0):
                 return "cancelled"
             time.sleep(0.005)
         return "done"
+
     return lambda flag: pool.submit(run, flag)
 
 

@@ -31,7 +31,8 @@ async def serving(checkpoint, client_name: str, options: dict):
     caps = client_capabilities(client_name)
     caps.text_document.inline_completion = types.InlineCompletionClientCapabilities()
     client.init_result = await client.initialize_session(
-        types.InitializeParams(capabilities=caps, initialization_options=options, root_uri=ROOT.as_uri()))
+        types.InitializeParams(capabilities=caps, initialization_options=options, root_uri=ROOT.as_uri())
+    )
     await wait_for(client, lambda s: s["state"] == "ready")
     try:
         yield client
@@ -61,24 +62,31 @@ async def wait_for(client, condition, timeout: float = 60.0) -> dict:
 
 def open_doc(client, name: str, text: str, language_id: str = "python") -> str:
     uri = (ROOT / "tests" / "data" / "lsp" / name).as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, language_id, 1, text)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, language_id, 1, text))
+    )
     return uri
 
 
 def inline(client, uri: str, position: types.Position, context=INVOKED):
     return client.text_document_inline_completion_async(
-        types.InlineCompletionParams(context, types.TextDocumentIdentifier(uri), position))
+        types.InlineCompletionParams(context, types.TextDocumentIdentifier(uri), position)
+    )
 
 
 def complete(client, uri: str, position: types.Position, kind=types.CompletionTriggerKind.Invoked):
-    return client.text_document_completion_async(types.CompletionParams(
-        types.TextDocumentIdentifier(uri), position, context=types.CompletionContext(kind)))
+    return client.text_document_completion_async(
+        types.CompletionParams(
+            types.TextDocumentIdentifier(uri), position, context=types.CompletionContext(kind)
+        )
+    )
 
 
 def insert(client, uri: str, version: int, position: types.Position, text: str) -> None:
     change = types.TextDocumentContentChangePartial(types.Range(position, position), text)
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        types.VersionedTextDocumentIdentifier(version, uri), [change]))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(types.VersionedTextDocumentIdentifier(version, uri), [change])
+    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["neovim", "visual-studio-code", "emacs"])
@@ -180,14 +188,19 @@ async def test_out_of_range_positions_clamp(client):
     result = await inline(client, uri, types.Position(3, 10_000))
     assert all(item.range.start == RETURN for item in result.items)
     end = types.Position(PY.count("\n"), 0)  # a line past the last: the document's end
-    assert all(i.text_edit.range.end == end for i in (await complete(client, uri, types.Position(10_000, 0))).items)
+    assert all(
+        i.text_edit.range.end == end for i in (await complete(client, uri, types.Position(10_000, 0))).items
+    )
 
 
-@pytest.mark.parametrize("name, text, language_id", [
-    ("huge.py", "x = 1\n" * (MAX_BYTES // 6 + 1), "python"),
-    ("binary.py", "def f():\n    return \x00\x01\x02\x03\n", "python"),
-    ("notes.txt", "some notes\n", "plaintext"),
-])
+@pytest.mark.parametrize(
+    "name, text, language_id",
+    [
+        ("huge.py", "x = 1\n" * (MAX_BYTES // 6 + 1), "python"),
+        ("binary.py", "def f():\n    return \x00\x01\x02\x03\n", "python"),
+        ("notes.txt", "some notes\n", "plaintext"),
+    ],
+)
 async def test_documents_that_never_complete(client, name, text, language_id):
     uri = open_doc(client, name, text, language_id)
     assert not (await inline(client, uri, types.Position(1, 11))).items
@@ -198,6 +211,7 @@ async def test_documents_that_never_complete(client, name, text, language_id):
 
 async def test_requests_for_several_documents_at_once(client):
     uris = [open_doc(client, f"many{i}.py", PY.replace("add", f"add{i}")) for i in range(4)]
-    results = await asyncio.gather(*(inline(client, u, RETURN) for u in uris[:2]),
-                                   *(complete(client, u, RETURN) for u in uris[2:]))
+    results = await asyncio.gather(
+        *(inline(client, u, RETURN) for u in uris[:2]), *(complete(client, u, RETURN) for u in uris[2:])
+    )
     assert all(len(r.items) == 1 for r in results)
