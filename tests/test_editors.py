@@ -3,6 +3,7 @@ protocol library (vscode-languageserver-protocol) from editors/vscode, and the e
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from lsp_server.options import Options
+from lsp_server.options import Options, parse
 
 REPO = Path(__file__).resolve().parents[1]
 VSCODE = REPO / "editors" / "vscode"
@@ -95,3 +96,11 @@ def test_vscode_languages_are_the_servers():
     ids = {i for facts in languages.values() for i in facts["language_ids"]}
     events = MANIFEST["activationEvents"]
     assert {e.removeprefix("onLanguage:") for e in events if e.startswith("onLanguage:")} == ids
+
+
+def test_helix_snippet_is_valid():
+    block = re.search(r"```toml\n(.*?)```", (REPO / "editors" / "README.md").read_text(), re.S).group(1)
+    helix = tomllib.loads(block)
+    options, messages = parse(helix["language-server"]["unmask"]["config"])
+    assert messages == [] and options.completion.max_lines == 8
+    assert helix["language"][0]["language-servers"][-1] == {"name": "unmask", "only-features": ["completion"]}

@@ -55,7 +55,10 @@ class Unmask implements vscode.Disposable {
     const [command, ...args] = this.config.get<string[]>("serverCommand", ["python3", "-m", "lsp_server"]);
     const server: ServerOptions = { command, args, transport: TransportKind.stdio };
     const client: LanguageClientOptions = {
-      documentSelector: this.languages.map((language) => ({ language })),
+      documentSelector: this.languages.flatMap((language) => [
+        { scheme: "file", language },
+        { scheme: "untitled", language },
+      ]),
       outputChannel: this.output,
       initializationOptions: this.options(),
       middleware: {

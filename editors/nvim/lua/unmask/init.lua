@@ -45,6 +45,7 @@ function M.refresh_status(on_done)
         vim.notify("unmask: model failed to load: " .. tostring(result.error), vim.log.levels.ERROR)
       end
       state.status = result
+      vim.cmd("redrawstatus")
     end
     if on_done then
       on_done(state.status)
