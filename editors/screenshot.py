@@ -1,4 +1,4 @@
-"""Ghost text in a real editor, as a PNG: Neovim with editors/nvim inside tmux, captured and drawn with Pillow.
+"""Ghost text in a real editor, as a PNG: Neovim with editors/nvim in tmux, captured and drawn with Pillow.
 
     python editors/screenshot.py [--model DIR] [-o editors/ghost-text.png]
 
@@ -81,7 +81,8 @@ def capture(model: str | None) -> tuple[str, tuple[int, int]]:
         lua_cmd = "{" + ", ".join(f"{c!r}" for c in cmd) + "}"
         init.write_text(INIT.format(nvim=str(REPO / "editors" / "nvim"), cmd=lua_cmd, **ghost))
         source.write_text(SOURCE)
-        tmux("-f", "/dev/null", "new-session", "-d", "-s", "shot", "-x", str(COLS), "-y", str(ROWS), "-c", str(REPO),
+        size = ["-x", str(COLS), "-y", str(ROWS)]
+        tmux("-f", "/dev/null", "new-session", "-d", "-s", "shot", *size, "-c", str(REPO),
              f"TERM=tmux-256color nvim -u {init} {source}")
         try:
             wait_for(lambda s: re.search(r"unmask( \d+ms)?\s*$", s.splitlines()[-2].strip()) is not None, 120)
@@ -149,8 +150,8 @@ def parse(line: str, style: dict) -> list[tuple[str, dict]]:
 
 def render(screen: str, cursor: tuple[int, int], out: Path, size: int = 16) -> None:
     fonts = Path(matplotlib.get_data_path(), "fonts", "ttf")
-    face = {(b, i): ImageFont.truetype(str(fonts / f"DejaVuSansMono{n}.ttf"), size)
-            for (b, i), n in {(0, 0): "", (1, 0): "-Bold", (0, 1): "-Oblique", (1, 1): "-BoldOblique"}.items()}
+    styles = {(0, 0): "", (1, 0): "-Bold", (0, 1): "-Oblique", (1, 1): "-BoldOblique"}
+    face = {key: ImageFont.truetype(str(fonts / f"DejaVuSansMono{n}.ttf"), size) for key, n in styles.items()}
     cw, ch, pad = round(face[0, 0].getlength("M")), round(size * 1.35), 12
     bg, fg = (30, 30, 30), (212, 212, 212)
     img = Image.new("RGB", (COLS * cw + 2 * pad, ROWS * ch + 2 * pad), bg)

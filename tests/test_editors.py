@@ -1,5 +1,6 @@
-"""Editor clients (editors/) against the real server: headless Neovim running the repository's plugin, VS Code's
-protocol library (vscode-languageserver-protocol) from editors/vscode, and the extension's settings."""
+"""Editor clients (editors/) against the real server: headless Neovim running the repository's plugin,
+VS Code's protocol library (vscode-languageserver-protocol) from editors/vscode, the extension's own build
+and settings, and the Helix snippet."""
 
 import json
 import os
@@ -7,12 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
+import zipfile
 from pathlib import Path
 
 import msgspec
 import pytest
+import tomllib
 
+from infill.languages import languages
 from lsp_server.options import Options, parse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +64,33 @@ def test_neovim_plugin_completion_and_ghost_text(tiny_checkpoint, tmp_path):
     assert r["mode"] == "i"
 
 
+GHOST_CASES = {  # tests/editors/nvim_ghost.lua: what is drawn (row, col, text, virtual lines), then accepted
+    "eol": ([{"row": 0, "col": 4, "text": "compute(1)", "lines": []}], ["x = compute(1)"], [1, 14]),
+    "mid_line": ([{"row": 0, "col": 9, "text": "ue + 1)", "lines": []}], ["print(value + 1)"], [1, 16]),
+    "multi_line": ([{"row": 1, "col": 4, "text": "if a:", "lines": ["        return 1", "    return 0"]}],
+                   ["def f(a):", "    if a:", "        return 1", "    return 0", "g()"], [4, 12]),
+    "stale_then_fit": ([{"row": 0, "col": 8, "text": "r()", "lines": []}], ["foo = bar()"], [1, 11]),
+    "cycle": ([{"row": 0, "col": 4, "text": "2", "lines": []}], ["n = 2"], [1, 5]),
+    "utf16": ([{"row": 0, "col": 8, "text": ".upper()", "lines": []}], ["s = 'é'.upper()"], [1, 16]),
+    "none": ([], ["abc"], [1, 3]),
+}
+
+
+@pytest.mark.skipif(shutil.which("nvim") is None, reason="nvim not installed (apt-get install -y neovim)")
+def test_neovim_ghost_text_rendering_and_accept(tmp_path):
+    report_file = tmp_path / "report.json"
+    lua = ["nvim", "--headless", "--clean", "-u", "NONE", "-c", "luafile tests/editors/nvim_ghost.lua"]
+    proc = subprocess.run(lua, cwd=REPO, env={**os.environ, "UNMASK_REPORT": str(report_file)},
+                          capture_output=True, text=True, timeout=30)
+    assert report_file.exists(), f"nvim wrote no report (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    report = json.loads(report_file.read_text())
+    assert set(report) == set(GHOST_CASES)
+    for name, (marks, lines, cursor) in GHOST_CASES.items():
+        r = report[name]
+        assert (r["shown"], r["marks"], r["lines"], r["cursor"], r["marks_after"]) == (
+            bool(marks), marks, lines, cursor, 0), name
+
+
 @pytest.mark.skipif(shutil.which("node") is None or not (VSCODE / "node_modules" / "vscode-jsonrpc").is_dir(),
                     reason="node or editors/vscode/node_modules missing (cd editors/vscode && npm ci)")
 def test_vscode_protocol_inline_completion(tiny_checkpoint):
@@ -72,6 +102,23 @@ def test_vscode_protocol_inline_completion(tiny_checkpoint):
         assert item["range"]["start"]["line"] == item["range"]["end"]["line"] == 1
         assert item["range"]["start"]["character"] <= cursor <= item["range"]["end"]["character"]
     assert r["status"]["state"] == "ready" and r["status"]["latencies_ms"]["count"] >= 2
+
+
+@pytest.mark.skipif(shutil.which("npm") is None or not (VSCODE / "node_modules" / ".bin" / "vsce").exists(),
+                    reason="npm or editors/vscode/node_modules missing (cd editors/vscode && npm ci)")
+def test_vscode_extension_compiles_tests_and_packages(tmp_path):
+    tests = subprocess.run(["npm", "test"], cwd=VSCODE, capture_output=True, text=True, timeout=120)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert "# fail 0" in tests.stdout
+    vsix = tmp_path / "unmask.vsix"
+    package = subprocess.run(["npm", "run", "package", "--", "-o", str(vsix)], cwd=VSCODE,
+                             capture_output=True, text=True, timeout=120)
+    assert package.returncode == 0, package.stdout[-3000:] + package.stderr[-2000:]
+    with zipfile.ZipFile(vsix) as z:
+        names = set(z.namelist())
+    assert {"extension/package.json", "extension/out/src/extension.js",
+            "extension/node_modules/vscode-languageclient/package.json"} <= names
+    assert not any(n.startswith(("extension/src/", "extension/test/", "extension/out/test/")) for n in names)
 
 
 def _flatten(options: dict, prefix: str = "unmask.") -> dict:
@@ -92,8 +139,7 @@ def test_vscode_settings_mirror_server_options():
 
 
 def test_vscode_languages_are_the_servers():
-    languages = tomllib.loads((REPO / "grammars" / "languages.toml").read_text())
-    ids = {i for facts in languages.values() for i in facts["language_ids"]}
+    ids = {i for spec in languages().values() for i in spec.language_ids}
     events = MANIFEST["activationEvents"]
     assert {e.removeprefix("onLanguage:") for e in events if e.startswith("onLanguage:")} == ids
 
