@@ -106,10 +106,24 @@ def test_vscode_protocol_inline_completion(tiny_checkpoint):
 
 @pytest.mark.skipif(shutil.which("npm") is None or not (VSCODE / "node_modules" / ".bin" / "vsce").exists(),
                     reason="npm or editors/vscode/node_modules missing (cd editors/vscode && npm ci)")
-def test_vscode_extension_compiles_tests_and_packages(tmp_path):
+def test_vscode_extension_builds_runs_and_packages(tiny_checkpoint, tmp_path):
     tests = subprocess.run(["npm", "test"], cwd=VSCODE, capture_output=True, text=True, timeout=120)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
     assert "# fail 0" in tests.stdout
+
+    # the compiled extension and its vscode-languageclient in a fake `vscode`, against the real server
+    proc = run(["node", "tests/editors/vscode_extension.cjs"], tiny_checkpoint)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["seen"][0] == "$(loading~spin) unmask: loading" and r["seen"][-1].startswith("unmask")
+    for item in (r["invoked"], r["automatic"]):
+        assert item["insertText"].strip() and item["start"] <= 11 <= item["end"]
+    assert re.fullmatch(r"unmask \d+ ms", r["ready"]["text"])
+    assert "dream · cpu · float32" in r["ready"]["tooltip"]
+    assert r["suggest"] is None  # the suggest widget does not ask the model a second time
+    assert r["disabled"] is None and r["enable"] is False and r["offText"].startswith("$(circle-slash)")
+    assert r["messages"] == []
+
     vsix = tmp_path / "unmask.vsix"
     package = subprocess.run(["npm", "run", "package", "--", "-o", str(vsix)], cwd=VSCODE,
                              capture_output=True, text=True, timeout=120)

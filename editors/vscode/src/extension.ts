@@ -6,7 +6,6 @@ import {
   LanguageClient,
   LanguageClientOptions,
   ServerOptions,
-  TransportKind,
 } from "vscode-languageclient/node";
 import { serverKeys, serverOptions } from "./options";
 import { ServerStatus, statusView } from "./status";
@@ -53,7 +52,7 @@ class Unmask implements vscode.Disposable {
 
   async start(): Promise<void> {
     const [command, ...args] = this.config.get<string[]>("serverCommand", ["python3", "-m", "lsp_server"]);
-    const server: ServerOptions = { command, args, transport: TransportKind.stdio };
+    const server: ServerOptions = { command, args }; // stdio; TransportKind.stdio would append --stdio
     const client: LanguageClientOptions = {
       documentSelector: this.languages.flatMap((language) => [
         { scheme: "file", language },
@@ -121,7 +120,7 @@ class Unmask implements vscode.Disposable {
   configurationChanged(event: vscode.ConfigurationChangeEvent): void {
     if (event.affectsConfiguration("unmask.serverCommand")) {
       void this.restart();
-    } else if (this.client?.isRunning() && event.affectsConfiguration("unmask")) {
+    } else if (this.client?.isRunning() && this.keys.some((key) => event.affectsConfiguration(`unmask.${key}`))) {
       void this.client.sendNotification(DidChangeConfigurationNotification.type, {
         settings: { unmask: this.options() },
       });

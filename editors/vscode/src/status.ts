@@ -39,7 +39,7 @@ export function statusView(status: ServerStatus | undefined, enabled: boolean, p
   const latency = count ? ` ${ms(p50)}` : "";
   const tooltip = [
     `unmask: ${model}`,
-    count ? `latency p50 ${ms(p50)}, p95 ${ms(p95)} over ${count} completions` : "no completions yet",
+    count ? `latency p50 ${ms(p50)}, p95 ${ms(p95)} over ${count} completion${count === 1 ? "" : "s"}` : "no completions yet",
     toggle,
   ].join("\n");
   return { text: `${icon}unmask${latency}`, tooltip };

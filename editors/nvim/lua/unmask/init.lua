@@ -40,10 +40,7 @@ function M.refresh_status(on_done)
     return
   end
   call(c, "request", "unmask/status", vim.empty_dict(), function(err, result)
-    if not err and result then
-      if result.state == "failed" and (state.status or {}).state ~= "failed" then
-        vim.notify("unmask: model failed to load: " .. tostring(result.error), vim.log.levels.ERROR)
-      end
+    if not err and result then -- a failed load is also shown by the server (window/showMessage)
       state.status = result
       vim.cmd("redrawstatus")
     end
@@ -131,6 +128,7 @@ local function request(buf, trigger_kind)
   if ok then
     pending.id = id
     state.pending = pending
+    vim.cmd("redrawstatus") -- statusline() shows the wait
   end
 end
 
@@ -198,7 +196,7 @@ function M.statusline()
     return "unmask: " .. s.state
   end
   local p50 = s.latencies_ms and s.latencies_ms.p50
-  local text = p50 and string.format("unmask %dms", p50) or "unmask"
+  local text = p50 and string.format("unmask %dms", math.floor(p50 + 0.5)) or "unmask"
   return state.pending and text .. " …" or text
 end
 
@@ -243,7 +241,10 @@ local function attach(buf)
 end
 
 function M.setup(opts)
-  M.opts = vim.tbl_deep_extend("force", require("unmask.config"), opts or {})
+  opts = opts or {}
+  local defaults = require("unmask.config")
+  M.opts = vim.tbl_deep_extend("force", defaults, opts)
+  M.opts.filetypes = opts.filetypes or defaults.filetypes -- a list replaces the default, not merges into it
   state.root = state.root or vim.fn.getcwd()
   vim.api.nvim_set_hl(0, "UnmaskGhost", { link = "Comment", default = true })
   local group = vim.api.nvim_create_augroup("unmask", { clear = true })
