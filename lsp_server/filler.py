@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ import infill
 
 from .options import ModelOptions, Options, SamplerOptions
 
+MAX_THREADS = 4
 # engine imports torch (seconds): imported here, inside functions, so the server answers `initialize` first.
 
 
@@ -21,9 +23,14 @@ def load(opts: ModelOptions):
 
     import engine
 
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    torch.set_num_threads(opts.threads or default_threads())
     return engine.load_model(opts.path, device=opts.device, dtype=opts.dtype)
+
+
+def default_threads() -> int:
+    """Half the CPUs, at most MAX_THREADS: the event loop, the editor and the tokenizer need the rest, and
+    torch's spinning threads slow down many times over when they outnumber the free cores."""
+    return min(MAX_THREADS, max(1, (os.cpu_count() or 2) // 2))
 
 
 def sampler_config(opts: SamplerOptions):
@@ -42,7 +49,10 @@ def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> inf
 
 def describe(model) -> dict:
     """The status fields of a loaded model."""
+    import torch
+
     return {
+        "threads": torch.get_num_threads(),
         "model": str(model.path),
         "family": model.family.name,
         "device": str(model.device),

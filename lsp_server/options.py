@@ -32,7 +32,7 @@ class ModelOptions(_Options):
     path: str | None = None  # checkpoint folder; None = the embedded model
     device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = torch's default
+    threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
 
 
 class SamplerOptions(_Options):

@@ -95,7 +95,9 @@ class UnmaskServer(LanguageServer):
 
     async def load_model(self) -> None:
         opts = self.options.model
-        self.status.model = ModelState(opts.path or "embedded", None, opts.device, opts.dtype, "loading")
+        self.status.model = ModelState(
+            model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, state="loading"
+        )
         self.cache.clear()
         loading = asyncio.wrap_future(self.worker.load(opts))
         window = self.client_capabilities.window

@@ -18,6 +18,7 @@ class ModelState:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    threads: int | None = None  # torch CPU threads
     state: str = "loading"  # "loading" | "ready" | "failed"
     error: str | None = None
 
