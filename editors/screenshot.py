@@ -42,7 +42,7 @@ GHOST = (127, 132, 142)  # UnmaskGhost in this picture; the plugin's default lin
 INIT = """
 vim.opt.runtimepath:prepend({nvim!r})
 vim.o.termguicolors, vim.o.number, vim.o.laststatus, vim.o.showmode = true, true, 2, true
-vim.o.statusline = " %f %= %{{v:lua.require'unmask'.statusline()}} "
+vim.o.statusline = " %t %= %{{v:lua.require'unmask'.statusline()}} "
 vim.cmd([[
   hi Normal guifg=#d4d4d4 guibg=#1e1e1e
   hi LineNr guifg=#5a5a5a guibg=#1e1e1e
@@ -152,13 +152,15 @@ def render(screen: str, cursor: tuple[int, int], out: Path, size: int = 16) -> N
     fonts = Path(matplotlib.get_data_path(), "fonts", "ttf")
     styles = {(0, 0): "", (1, 0): "-Bold", (0, 1): "-Oblique", (1, 1): "-BoldOblique"}
     face = {key: ImageFont.truetype(str(fonts / f"DejaVuSansMono{n}.ttf"), size) for key, n in styles.items()}
-    cw, ch, pad = round(face[0, 0].getlength("M")), round(size * 1.35), 12
+    cw, ch, pad = face[0, 0].getlength("M"), round(size * 1.35), 12  # cw unrounded: runs stay on the grid
     bg, fg = (30, 30, 30), (212, 212, 212)
-    img = Image.new("RGB", (COLS * cw + 2 * pad, ROWS * ch + 2 * pad), bg)
+    img = Image.new("RGB", (round(COLS * cw) + 2 * pad, ROWS * ch + 2 * pad), bg)
     draw, style = ImageDraw.Draw(img), {}
     for row, line in enumerate(screen.rstrip("\n").split("\n")[:ROWS]):
         col = 0
         for text, s in parse(line, style):
+            if not text:
+                continue
             x, y = pad + col * cw, pad + row * ch
             if "bg" in s:
                 draw.rectangle([x, y, x + len(text) * cw - 1, y + ch - 1], fill=s["bg"])
