@@ -56,13 +56,12 @@ class UnmaskServer(LanguageServer):
         self.defaults = self.options = Options()  # defaults: the command line's; options: with the client's
         self.client_options: dict = {}
         self.docs: dict[str, OpenDocument] = {}
-        self.worker, self.scheduler, self.cache, self.status = (
-            Worker(),
-            Scheduler(),
-            SuggestionCache(),
-            Status(),
-        )
+        self.worker = Worker()
+        self.scheduler = Scheduler()
+        self.cache = SuggestionCache()
+        self.status = Status()
         self._tasks: set[asyncio.Task] = set()
+        self.generation = 0  # counts option changes and model loads; cached suggestions name theirs
 
     @property
     def encoding(self) -> str:
@@ -73,11 +72,9 @@ class UnmaskServer(LanguageServer):
         options changed."""
         if isinstance(raw, dict) and isinstance(raw.get("unmask"), dict):
             raw = raw["unmask"]  # a whole settings tree, as VS Code sends it
-        messages = (
-            []
-            if raw is None or isinstance(raw, dict)
-            else [f"unmask options must be an object, got {type(raw).__name__}; ignored"]
-        )
+        messages = []
+        if raw is not None and not isinstance(raw, dict):
+            messages.append(f"unmask options must be an object, got {type(raw).__name__}; ignored")
         options, invalid = parse(
             merge(self.client_options, raw if isinstance(raw, dict) else {}), self.defaults
         )
@@ -86,6 +83,7 @@ class UnmaskServer(LanguageServer):
         self.client_options = msgspec.to_builtins(options)  # invalid values already replaced
         changed, self.options = options.model != self.options.model, options
         self.cache.clear()
+        self.generation += 1
         return changed
 
     def spawn(self, coro) -> None:
@@ -99,6 +97,7 @@ class UnmaskServer(LanguageServer):
             model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, state="loading"
         )
         self.cache.clear()
+        self.generation += 1
         loading = asyncio.wrap_future(self.worker.load(opts))
         window = self.client_capabilities.window
         if window is not None and window.work_done_progress:
@@ -152,7 +151,7 @@ class UnmaskServer(LanguageServer):
         if snap is None:
             self.status.record("empty")
             return None
-        scope, key = snap.doc.language, (snap.prefix, snap.suffix)
+        scope, key = (snap.doc.language, self.generation), (snap.prefix, snap.suffix)
         if (hit := self.cache.get(scope, *key, invoked)) is not None:
             self.status.record("cached", (time.perf_counter() - t0) * 1000)
             return (snap, hit) if isinstance(hit, Suggestion) else None
@@ -168,7 +167,8 @@ class UnmaskServer(LanguageServer):
         if not isinstance(result, Suggestion) and result is not None:  # superseded or cancelled
             self.status.record("cancelled")
             return None
-        self.cache.put(scope, *key, result, invoked)
+        if scope[1] == self.generation:  # else options or model changed while it ran
+            self.cache.put(scope, *key, result, invoked)
         self.status.record("model", (time.perf_counter() - t0 - delay) * 1000)
         return None if result is None else (snap, result)
 

@@ -43,7 +43,7 @@ class Worker:
     def complete(
         self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ) -> Future:
-        """Future of a Suggestion, None (nothing to suggest) or CANCELLED."""
+        """Future of a Suggestion, None (nothing to suggest here) or CANCELLED (no answer this time)."""
         return self._pool.submit(self._complete, uri, offset, options, invoked, cancel)
 
     def shutdown(self) -> None:
@@ -71,10 +71,8 @@ class Worker:
         from engine import Cancelled
 
         doc = self._docs.get(uri)
-        if cancel.is_set():
+        if cancel.is_set() or doc is None or self.model is None:  # closed, or no model: nothing to cache
             return CANCELLED
-        if doc is None or self.model is None:
-            return None
         others = tuple(d for u, d in reversed(self._docs.items()) if u != uri and d.language == doc.language)
         try:
             c = filler.complete(
