@@ -55,6 +55,7 @@ class CompletionOptions(_Options):
     context_tokens: Positive = _INFILL.context_tokens
     candidates: Positive = _INFILL.candidates
     debounce_ms: Annotated[int, Meta(ge=0, le=5000)] = 75  # automatic triggers wait this long for a newer one
+    items: bool | None = None  # serve textDocument/completion; None: only to clients without inlineCompletion
 
 
 class Options(_Options):

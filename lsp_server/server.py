@@ -2,7 +2,8 @@
 
 Handlers run on the asyncio loop and never wait for the model: completions go through the Scheduler to the
 engine thread (worker.py), document changes are applied at once. Capabilities: incremental text sync,
-`textDocument/inlineCompletion`, `textDocument/completion` (one item with a textEdit) and `unmask/status`.
+`textDocument/inlineCompletion`, `unmask/status`, and `textDocument/completion` (one item with a textEdit)
+for clients without inline completion (or all clients, with the option completion.items).
 """
 
 from __future__ import annotations
@@ -196,6 +197,11 @@ server = UnmaskServer()
 @server.feature(types.INITIALIZE)
 def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
     ls.configure(params.initialization_options)
+    inline = params.capabilities.text_document and params.capabilities.text_document.inline_completion
+    if ls.options.completion.items or (ls.options.completion.items is None and not inline):
+        # one way to ask per client: both would make each request supersede its twin
+        options = types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS)
+        ls.feature(types.TEXT_DOCUMENT_COMPLETION, options)(completion)
 
 
 @server.feature(types.INITIALIZED)
@@ -257,9 +263,6 @@ async def inline_completion(
     return types.InlineCompletionList(items=[convert.inline_item(suggestion, snap.at, ls.encoding)])
 
 
-@server.feature(
-    types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS)
-)
 async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.CompletionList:
     kind = params.context.trigger_kind if params.context else types.CompletionTriggerKind.Invoked
     invoked = kind == types.CompletionTriggerKind.Invoked

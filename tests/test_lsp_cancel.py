@@ -73,6 +73,11 @@ def full_job_s():
     return {}
 
 
+async def test_clients_with_inline_completion_get_no_completion_items(client):
+    caps = client.init_result.capabilities
+    assert caps.inline_completion_provider is not None and caps.completion_provider is None
+
+
 async def test_a_block_job_left_alone_takes_seconds(client, full_job_s):
     uri = open_doc(client, "reference.py", block("reference"))
     t0 = time.monotonic()
