@@ -54,6 +54,9 @@ class CompletionOptions(_Options):
     max_lines: Positive = _INFILL.max_lines
     context_tokens: Positive = _INFILL.context_tokens
     candidates: Positive = _INFILL.candidates
+    canvas: Positive | None = (
+        None  # initial canvas for every span kind (None: the kind's own); fewer = faster
+    )
     debounce_ms: Annotated[int, Meta(ge=0, le=5000)] = 75  # automatic triggers wait this long for a newer one
     items: bool | None = None  # serve textDocument/completion; None: only to clients without inlineCompletion
 
@@ -71,6 +74,7 @@ class Options(_Options):
             max_lines=c.max_lines,
             context_tokens=c.context_tokens,
             candidates=c.candidates,
+            canvas=c.canvas,
         )
 
     def enabled(self, language: str) -> bool:

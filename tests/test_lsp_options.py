@@ -25,7 +25,7 @@ def test_camel_case_on_the_wire():
     assert options.completion.max_tokens == 16 and options.completion.debounce_ms == 0
     assert options.sampler.top_p == 0.5 and options.sampler.threshold is None
     assert not options.enabled("rust") and options.enabled("python")
-    assert options.infill().max_tokens == 16
+    assert options.infill().max_tokens == 16 and options.infill().canvas == 6
 
 
 def test_each_invalid_value_falls_back_to_the_base_with_a_message():
