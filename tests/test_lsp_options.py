@@ -16,7 +16,7 @@ def test_defaults_agree_with_the_engine_and_infill():
 def test_camel_case_on_the_wire():
     options, messages = parse(
         {
-            "completion": {"maxTokens": 16, "debounceMs": 0},
+            "completion": {"maxTokens": 16, "debounceMs": 0, "canvas": 6},
             "sampler": {"topP": 0.5, "threshold": None},
             "languages": {"rust": False},
         }
