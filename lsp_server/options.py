@@ -58,7 +58,7 @@ class CompletionOptions(_Options):
         None  # initial canvas for every span kind (None: the kind's own); fewer = faster
     )
     debounce_ms: Annotated[int, Meta(ge=0, le=5000)] = 75  # automatic triggers wait this long for a newer one
-    items: bool | None = None  # serve textDocument/completion; None: only to clients without inlineCompletion
+    items: bool | None = True  # serve textDocument/completion; None: only to clients without inlineCompletion
 
 
 class Options(_Options):

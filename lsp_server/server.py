@@ -3,7 +3,7 @@
 Handlers run on the asyncio loop and never wait for the model: completions go through the Scheduler to the
 engine thread (worker.py), document changes are applied at once. Capabilities: incremental text sync,
 `textDocument/inlineCompletion`, `unmask/status`, and `textDocument/completion` (one item with a textEdit)
-for clients without inline completion (or all clients, with the option completion.items).
+(option completion.items: true, the default; false; null: only to clients without inline completion).
 """
 
 from __future__ import annotations
@@ -199,7 +199,8 @@ def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
     ls.configure(params.initialization_options)
     inline = params.capabilities.text_document and params.capabilities.text_document.inline_completion
     if ls.options.completion.items or (ls.options.completion.items is None and not inline):
-        # one way to ask per client: both would make each request supersede its twin
+        # a client asking both ways for the same cursor makes each request supersede its twin: clients
+        # showing ghost text hide completion items (the editors/ plugins do), or set items to None
         options = types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS)
         ls.feature(types.TEXT_DOCUMENT_COMPLETION, options)(completion)
 

@@ -20,7 +20,7 @@ from tests.test_lsp_server import AUTOMATIC, PY, RETURN, inline, insert, open_do
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SLOW = {
-    "completion": {"candidates": 4, "maxTokens": 256, "maxLines": 64, "debounceMs": 50},
+    "completion": {"candidates": 4, "maxTokens": 256, "maxLines": 64, "debounceMs": 50, "items": None},
     "sampler": {"threshold": None},
 }
 
@@ -73,7 +73,7 @@ def full_job_s():
     return {}
 
 
-async def test_clients_with_inline_completion_get_no_completion_items(client):
+async def test_items_null_leaves_completion_to_clients_without_inline_completion(client):
     caps = client.init_result.capabilities
     assert caps.inline_completion_provider is not None and caps.completion_provider is None
 

@@ -17,7 +17,7 @@ from lsp_server.documents import MAX_BYTES
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-FAST = {"completion": {"maxTokens": 8, "debounceMs": 0, "items": True}}
+FAST = {"completion": {"maxTokens": 8, "debounceMs": 0}}
 PY = "import os\n\ndef add(a, b):\n    return \n\nprint(add(1, 2))\n"
 RETURN = types.Position(3, 11)  # after "return "
 INVOKED = types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked)
