@@ -89,6 +89,22 @@ def test_row_loss_is_unbiased_in_t():
         assert abs(got - 2.0) < 0.05, (t, got)
 
 
+def test_count_estimator_masks_exactly_k_maskable_positions():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.zeros(64, 50, dtype=torch.long)
+    maskable = torch.zeros(64, 50, dtype=torch.bool)
+    maskable[:, 10:30] = True
+    length = torch.full((64,), 20.0)
+    noisy, masked, t = objective.add_noise_count(ids, maskable, length, 1, g)
+    k = masked.sum(1).float()
+    assert not (masked & ~maskable).any() and torch.equal(noisy == 1, masked)
+    assert torch.equal(k, t * length) and k.min() >= 1 and k.max() <= 20
+    assert sorted(set(k.long().tolist())) == list(range(1, 21))  # stratified: every count appears
+    # with CE = 2 everywhere the row loss is exactly 2 whatever k is: no variance from the mask count
+    losses = objective.row_losses(torch.full((64, 50), 2.0), masked, t, length)
+    torch.testing.assert_close(losses, torch.full((64,), 2.0))
+
+
 def test_t_is_stratified_over_the_batch():
     t = objective.sample_t(8, torch.Generator().manual_seed(3))
     slots = sorted(((t - objective.T_MIN) / (1 - objective.T_MIN) * 8).floor().long().tolist())

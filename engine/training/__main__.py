@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     tr.add_argument("--no-bf16", action="store_true")
     tr.add_argument("--compile", action="store_true")
+    tr.add_argument("--estimator", choices=("bernoulli", "count"), default="bernoulli",
+                    help="how the ELBO is sampled (see engine/training/objective.py)")
     for name in OVERRIDES:
         kind = type(getattr(loop.TrainConfig(), name))
         tr.add_argument("--" + name.replace("_", "-"), type=kind)
@@ -83,7 +85,8 @@ def cmd_prepare(args) -> int:
 def cmd_train(args) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     given = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    cfg = dataclasses.replace(loop.TrainConfig(), **given, bf16=not args.no_bf16, compile=args.compile)
+    cfg = dataclasses.replace(loop.TrainConfig(), **given, bf16=not args.no_bf16, compile=args.compile,
+                              estimator=args.estimator)
     run_dir = Path("runs") / args.name
     ship = None
     if args.ship is not None:

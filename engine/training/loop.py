@@ -26,7 +26,7 @@ from engine.load import load_transformer, save_checkpoint
 from engine.model import Transformer, rope_tables
 from engine.training import bpe, corpus
 from engine.training.data import Batch, BatchSource, InfillSampler, load_stream
-from engine.training.objective import add_noise, sample_t
+from engine.training.objective import add_noise, add_noise_count, sample_t
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -58,6 +58,7 @@ class TrainConfig:
     threads: int = 0  # 0: leave torch's default
     bf16: bool = True
     compile: bool = False
+    estimator: str = "bernoulli"  # "bernoulli": t ~ U, masks ~ Bernoulli(t); "count": k ~ U{1..L} masked
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(
@@ -100,11 +101,16 @@ def hidden_states(model: Transformer, ids: Tensor) -> Tensor:
     return model.norm(x)
 
 
-def batch_loss(model: Transformer, batch: Batch, mask_id: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def batch_loss(model: Transformer, batch: Batch, mask_id: int, generator: torch.Generator,
+               estimator: str = "bernoulli") -> tuple[Tensor, Tensor]:
     """Mean ELBO loss and the per-row losses [B]. The head runs only where a masked token is predicted
     (Dream's shift: position i reads output i - 1), which equals objective.diffusion_loss."""
-    t = sample_t(batch.ids.shape[0], generator).to(batch.ids.device)
-    noisy, masked = add_noise(batch.ids, batch.maskable, t, mask_id, generator)
+    if estimator == "count":
+        noisy, masked, t = add_noise_count(batch.ids, batch.maskable, batch.length, mask_id, generator)
+        t = t.to(batch.ids.device)
+    else:
+        t = sample_t(batch.ids.shape[0], generator).to(batch.ids.device)
+        noisy, masked = add_noise(batch.ids, batch.maskable, t, mask_id, generator)
     rows, cols = masked.nonzero(as_tuple=True)
     # pad the gathered positions to a multiple of HEAD_BUCKET: oneDNN caches a bf16 matmul per shape, and one
     # new shape per step grows memory without bound
@@ -208,7 +214,7 @@ def start(run_dir: Path, cfg: TrainConfig, vocab_size: int, init: Path | None, d
     if ckpt.exists():
         saved, state = load_state(ckpt)
         cfg = dataclasses.replace(saved, steps=cfg.steps, ckpt_minutes=cfg.ckpt_minutes, threads=cfg.threads,
-                                  eval_every=cfg.eval_every, compile=cfg.compile)
+                                  eval_every=cfg.eval_every, compile=cfg.compile, estimator=cfg.estimator)
         model = load_model(ckpt, device)
         opt = make_optimizer(model, cfg)
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
@@ -258,7 +264,8 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(cfg, device):
-            loss, _ = step_fn(model, batch, special["mask_id"], noise_generator(cfg.seed, state.data_step))
+            loss, _ = step_fn(model, batch, special["mask_id"], noise_generator(cfg.seed, state.data_step),
+                              cfg.estimator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
