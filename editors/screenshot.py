@@ -64,13 +64,13 @@ def tmux(*args: str) -> str:
                           text=True).stdout
 
 
-def wait_for(predicate, timeout: float, *escapes: str) -> str:
+def wait_for(predicate, what: str, timeout: float, *escapes: str) -> str:
     deadline = time.monotonic() + timeout
-    while True:
-        screen = tmux("capture-pane", *escapes, "-p", "-t", "shot")
-        if predicate(screen) or time.monotonic() > deadline:
-            return screen
+    while not predicate(screen := tmux("capture-pane", *escapes, "-p", "-t", "shot")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}:\n" + tmux("capture-pane", "-p", "-t", "shot"))
         time.sleep(0.2)
+    return screen
 
 
 def capture(model: str | None) -> tuple[str, tuple[int, int]]:
@@ -85,18 +85,16 @@ def capture(model: str | None) -> tuple[str, tuple[int, int]]:
         tmux("-f", "/dev/null", "new-session", "-d", "-s", "shot", *size, "-c", str(REPO),
              f"TERM=tmux-256color nvim -u {init} {source}")
         try:
-            wait_for(lambda s: re.search(r"unmask( \d+ms)?\s*$", s.splitlines()[-2].strip()) is not None, 120)
+            ready = re.compile(r"unmask( \d+ms)?$")  # the status line once the model is loaded
+            wait_for(lambda s: ready.search(s.splitlines()[-2].strip()) is not None, "the model", 120)
             tmux("send-keys", "-t", "shot", f"{LINE}G", "A")
             time.sleep(0.3)
             tmux("send-keys", "-t", "shot", "-l", TYPED)
             ghost_sgr = "38;2;{};{};{}".format(*GHOST)
-            wait_for(lambda s: ghost_sgr in s, 60, "-e")
+            wait_for(lambda s: ghost_sgr in s, "ghost text", 60, "-e")
             time.sleep(0.3)  # the status line's latency follows the reply
-            screen = tmux("capture-pane", "-e", "-p", "-t", "shot")
             x, y = map(int, tmux("display", "-p", "-t", "shot", "#{cursor_x} #{cursor_y}").split())
-            if ghost_sgr not in screen:
-                raise SystemExit("no ghost text appeared:\n" + tmux("capture-pane", "-p", "-t", "shot"))
-            return screen, (x, y)
+            return wait_for(lambda s: ghost_sgr in s, "ghost text", 1, "-e"), (x, y)
         finally:
             tmux("kill-server")
 
