@@ -174,7 +174,7 @@ def bench(lang: str, lines: int, samples: int, count_tokens) -> tuple[list, list
     full = time.perf_counter() - t0
     rng = random.Random(0)
 
-    def fill(prefix, suffix, canvas, max_canvas):
+    def fill(prefix, suffix, canvas, max_canvas, single_line):
         return "total = compute(a, b)\n    return total + 1)\n", 0.5
 
     options = InfillOptions(candidates=2)

@@ -74,8 +74,8 @@ def pipeline_middle(model, task: dict, canvas: int, candidates: int) -> tuple[st
     prompt, suffix = task["prompt"], task["suffix"]
     doc = Document(prompt + "\n" + suffix, "python")
 
-    def fill(prefix: str, suffix: str, canvas: int, max_canvas: int) -> tuple[str, float]:
-        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas)
+    def fill(prefix: str, suffix: str, canvas: int, max_canvas: int, single_line: bool) -> tuple[str, float]:
+        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas, single_line=single_line)
         return r.text, r.confidence
 
     options = InfillOptions(canvas=canvas, max_tokens=canvas, candidates=candidates, context_tokens=8192)

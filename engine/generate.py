@@ -93,12 +93,17 @@ def denoise(
     generator: torch.Generator | None,
     cancel: Callable[[], bool] | None = None,
     device: torch.device | str = "cpu",
+    stops: frozenset[int] | None = None,
 ) -> tuple[Tensor, Tensor, int]:
-    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count."""
+    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count.
+
+    The first committed stop token (default: the checkpoint's end-of-text/pad ids) ends the middle: every
+    position after it becomes pad.
+    """
     tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)
     conf_out = torch.zeros(length, device=device)
     masked = torch.ones(length, dtype=torch.bool, device=device)
-    stops = torch.tensor(sorted(special.stops), dtype=torch.long, device=device)
+    stops = torch.tensor(sorted(special.stops if stops is None else stops), dtype=torch.long, device=device)
     schedule = step_schedule(length, sampler)
     forwards = 0
     while bool(masked.any()):

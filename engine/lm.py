@@ -76,6 +76,7 @@ class DiffusionLM:
         refresh: int = DEFAULT_REFRESH,
         seed: int = 0,
         cancel: Callable[[], bool] | None = None,
+        single_line: bool = False,
     ) -> InfillResult:
         t0 = time.perf_counter()
         sampler = sampler or SamplerConfig()
@@ -90,11 +91,17 @@ class DiffusionLM:
         else:
             seq = torch.tensor([before + [self.special.mask] * n + after], device=self.device)
             logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
-            tokens, confs, forwards = denoise(logits_fn, n, self.special, sampler, generator, cancel, self.device)
+            # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
+            stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
+            tokens, confs, forwards = denoise(logits_fn, n, self.special, sampler, generator, cancel, self.device,
+                                              stops)
             ids, conf = middle_of(tokens, confs, self.special)
+        text = self.tokenizer.decode(ids)
+        if single_line:
+            text = text.split("\n", 1)[0]
         ms = (time.perf_counter() - t0) * 1000
         stats = InfillStats(forwards, n / max(forwards, 1), n, ms)
-        return InfillResult(self.tokenizer.decode(ids), conf, stats)
+        return InfillResult(text, conf, stats)
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32") -> DiffusionLM:

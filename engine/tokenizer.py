@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
@@ -80,6 +81,12 @@ class Tokenizer:
         dlm_pad = self.hf.token_to_id("<|dlm_pad|>")  # DiffuCoder pads the answer tail with it
         stops = frozenset(i for i in (eos, pad, dlm_pad) if i is not None)
         return SpecialTokens(mask, eos, pad, _first_id(config.get("bos_token_id")), expand, stops)
+
+    @cached_property
+    def newline_ids(self) -> frozenset[int]:
+        """Ids whose text contains a newline: the stops of a single-line middle."""
+        texts = self.hf.decode_batch([[i] for i in range(self.vocab_size)], skip_special_tokens=False)
+        return frozenset(i for i, text in enumerate(texts) if "\n" in text)
 
     @property
     def vocab_size(self) -> int:

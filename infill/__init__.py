@@ -3,8 +3,9 @@
 Pure functions over tree-sitter trees; imports neither torch nor lsprotocol. The model is reached
 only through a `Filler`.
 
-- `Filler = Callable[[str, str, int, int], tuple[str, float]]`:
-  `fill(prefix, suffix, canvas, max_canvas) -> (middle, confidence in [0, 1])`.
+- `Filler = Callable[[str, str, int, int, bool], tuple[str, float]]`:
+  `fill(prefix, suffix, canvas, max_canvas, single_line) -> (middle, confidence in [0, 1])`;
+  with `single_line` only the text before the first newline is used, so the engine may stop there.
 - `Document(text, language)`: one document's text and tree; `.apply_edit(start, end, new_text)`
   re-parses incrementally (offsets are str indices, i.e. code points); `.text`, `.language`, `.tree`.
 - `language_for(language_id=None, path=None) -> str | None`: our language name, None if unsupported.

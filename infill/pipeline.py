@@ -11,8 +11,9 @@ from .rank import Candidate, SyntaxCheck, best
 from .span import Span, plan_span
 from .syntax import syntax_context
 
-# fill(prefix, suffix, canvas, max_canvas) -> (middle, confidence in [0, 1])
-Filler = Callable[[str, str, int, int], tuple[str, float]]
+# fill(prefix, suffix, canvas, max_canvas, single_line) -> (middle, confidence in [0, 1]);
+# single_line: the middle may end at its first newline (the engine can stop denoising there)
+Filler = Callable[[str, str, int, int, bool], tuple[str, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ def complete(
     check = SyntaxCheck(doc, span.start, span.end)
     candidates, seen = [], set()
     for canvas in canvas_sizes(span, options.candidates):
-        middle, confidence = fill(prompt.prefix, prompt.suffix, canvas, span.max_canvas)
+        middle, confidence = fill(prompt.prefix, prompt.suffix, canvas, span.max_canvas, span.max_lines == 1)
         for text in postprocess(middle, span, syn, options.min_chars):
             if text not in seen:
                 seen.add(text)

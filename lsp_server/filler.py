@@ -40,8 +40,9 @@ def sampler_config(opts: SamplerOptions):
 
 
 def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> infill.Filler:
-    def fill(prefix: str, suffix: str, canvas: int, max_canvas: int) -> tuple[str, float]:
-        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas, sampler=sampler, cancel=cancel)
+    def fill(prefix: str, suffix: str, canvas: int, max_canvas: int, single_line: bool) -> tuple[str, float]:
+        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas, sampler=sampler, cancel=cancel,
+                         single_line=single_line)
         return r.text, r.confidence
 
     return fill

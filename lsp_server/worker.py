@@ -64,7 +64,7 @@ class Worker:
     def _load(self, opts: ModelOptions) -> dict:
         self.model = None  # free the old weights before loading the new ones
         self.model = filler.load(opts)
-        filler.make_filler(self.model, None)("def f(", "):\n", 4, 4)  # warm-up: first forwards are slow
+        filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
         return filler.describe(self.model)
 
     def _complete(self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event):

@@ -14,13 +14,13 @@ V, MASK, EOS, EXPAND = 10, 9, 0, 8
 SPECIAL = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=None, stops=frozenset({EOS}))
 
 
-def scripted(targets: list[int], strengths: list[float]):
+def scripted(targets: list[int], strengths: list[float], vocab: int = V):
     """Logits that want targets[i] at canvas position i, with confidence growing with strengths[i]."""
     calls = []
 
     def logits_fn(tokens, step):
         calls.append(tokens.clone())
-        logits = torch.zeros(len(targets), V)
+        logits = torch.zeros(len(targets), vocab)
         for i, (t, s) in enumerate(zip(targets, strengths)):
             logits[i, t] = s
         return logits
@@ -139,3 +139,16 @@ def test_expand_respects_the_budget():
     ids, _, _, widest = denoise_expand(ScriptedModel(lambda total, i: EXPAND), [5], [6], 2, 5, special,
                                        SamplerConfig(threshold=None), None)
     assert widest <= 5 and EXPAND not in ids
+
+
+def test_single_line_stops_at_the_first_newline(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    tok, special = model.tokenizer, model.special
+    x, newline = tok.encode("x")[0], tok.encode("\n")[0]
+    assert newline in tok.newline_ids and x not in tok.newline_ids
+    # the model wants "x", "\n", then more text: the middle ends after the newline, in two forwards
+    fn, _ = scripted([x, newline, 7, 8, 9], [30.0] * 5, vocab=tok.vocab_size)
+    stops = special.stops | tok.newline_ids
+    tokens, _, forwards = denoise(fn, 5, special, SamplerConfig(threshold=0.9), None, stops=stops)
+    assert tokens.tolist() == [x, newline] + [special.pad] * 3 and forwards == 2
+    assert "\n" not in model.infill("a = ", "\nb = 2\n", canvas=8, single_line=True).text

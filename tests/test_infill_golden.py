@@ -51,7 +51,7 @@ def test_golden(lang, path, case):
     fills = {int(k): v for k, v in case.get("fill", {}).items()}
     prompts = []
 
-    def fill(prefix, suffix, canvas, max_canvas):
+    def fill(prefix, suffix, canvas, max_canvas, single_line):
         prompts.append((prefix, suffix))
         assert canvas <= max_canvas
         return fills.get(canvas, ""), 0.5

@@ -22,7 +22,7 @@ def doc_at(source: str, lang: str) -> tuple[Document, int]:
 def fixed(by_canvas: dict[int, tuple[str, float]]):
     calls = []
 
-    def fill(prefix, suffix, canvas, max_canvas):
+    def fill(prefix, suffix, canvas, max_canvas, single_line):
         calls.append(canvas)
         return by_canvas.get(canvas, ("", 0.0))
 
