@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,train}")
     serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
     serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
+    serve.add_argument("--stdio", action="store_true", help="stdio (the default; accepted because clients pass it)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=2087)
     serve.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

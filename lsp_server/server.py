@@ -73,6 +73,8 @@ class UnmaskServer(LanguageServer):
         options changed."""
         if isinstance(raw, dict) and isinstance(raw.get("unmask"), dict):
             raw = raw["unmask"]  # a whole settings tree, as VS Code sends it
+        if raw == []:
+            raw = None  # Neovim 0.7 encodes an empty Lua table as a JSON array
         messages = []
         if raw is not None and not isinstance(raw, dict):
             messages.append(f"unmask options must be an object, got {type(raw).__name__}; ignored")

@@ -118,3 +118,22 @@ async def test_bad_frames_get_errors_and_the_server_keeps_serving(tiny_checkpoin
     await c.answer(lambda m: m.get("id") == 7)
     c.send({"jsonrpc": "2.0", "method": "exit"})
     assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_stdio_flag_and_empty_array_options_are_accepted(tiny_checkpoint):
+    # clients commonly pass --stdio; Neovim 0.7 encodes empty initializationOptions as []
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lsp_server", "--stdio", "--model", str(tiny_checkpoint), env=ENV,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    c = RawClient(process)
+    c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"capabilities": {}, "initializationOptions": []}})
+    assert "capabilities" in (await c.answer(lambda m: m.get("id") == 1))["result"]
+    c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+    c.send({"jsonrpc": "2.0", "id": 2, "method": "unmask/status", "params": {}})
+    await c.answer(lambda m: m.get("id") == 2)
+    warnings = [m for m in c.received if m.get("method") == "window/showMessage"]
+    assert warnings == []
+    process.kill()
+    await process.wait()
