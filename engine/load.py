@@ -19,11 +19,25 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def native_bf16(device: str) -> bool:
+    """Whether bf16 matmuls run natively (CUDA with bf16, or a CPU with AMX / AVX512-BF16)."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def parse_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
+    """A dtype name, or "auto": bfloat16 where the hardware runs it natively (several times faster), else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -114,7 +128,7 @@ def load_transformer(folder: Path, device="cpu", dtype: str | torch.dtype = "flo
         raise CheckpointError(f"{folder / 'config.json'}: missing field {e.args[0]!r}") from None
     with torch.device("meta"):
         model = Transformer(cfg)
-    load_weights(model, folder, family, device, parse_dtype(dtype))
+    load_weights(model, folder, family, device, parse_dtype(dtype, device))
     return model.eval(), family, config
 
 

@@ -76,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
 def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="auto: bfloat16 where the CPU/GPU runs it natively (AMX, AVX512-BF16, CUDA), else float32")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the CPUs, at most 4)")
     p.add_argument("--options", help="JSON object in the initializationOptions schema")
 

@@ -31,7 +31,7 @@ class _Options(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
 class ModelOptions(_Options):
     path: str | None = None  # checkpoint folder; None = the embedded model
     device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
     threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
 
 

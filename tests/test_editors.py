@@ -119,7 +119,7 @@ def test_vscode_extension_builds_runs_and_packages(tiny_checkpoint, tmp_path):
     for item in (r["invoked"], r["automatic"]):
         assert item["insertText"].strip() and item["start"] <= 11 <= item["end"]
     assert re.fullmatch(r"unmask \d+ ms", r["ready"]["text"])
-    assert "dream · cpu · float32" in r["ready"]["tooltip"]
+    assert re.search(r"dream · cpu · (float32|bfloat16)", r["ready"]["tooltip"])
     assert r["suggest"] is None  # the suggest widget does not ask the model a second time
     assert r["disabled"] is None and r["enable"] is False and r["offText"].startswith("$(circle-slash)")
     assert r["messages"] == []

@@ -209,3 +209,11 @@ def test_remote_code_is_never_run(broken):
 def test_bad_dtype(dream_folder):
     with pytest.raises(ValueError, match="dtype 'float8'"):
         engine.load_model(dream_folder[0], dtype="float8")
+
+
+def test_auto_dtype_follows_the_hardware(dream_folder):
+    from engine.load import native_bf16
+
+    model = engine.load_model(dream_folder[0], dtype="auto")
+    want = torch.bfloat16 if native_bf16("cpu") else torch.float32
+    assert model.model.embed.weight.dtype == want

@@ -111,7 +111,9 @@ async def test_status_reports_the_loaded_model(client, tiny_checkpoint):
     s = await status(client)
     assert s["state"] == "ready" and s["error"] is None
     assert Path(s["model"]) == tiny_checkpoint and s["family"] == "dream"
-    assert s["device"] == "cpu" and s["dtype"] == "float32"
+    from engine.load import native_bf16  # the default dtype "auto" picks bf16 where the CPU runs it natively
+
+    assert s["device"] == "cpu" and s["dtype"] == ("bfloat16" if native_bf16("cpu") else "float32")
     assert s["options"]["completion"]["maxTokens"] == 8
     assert set(s["latencies_ms"]) == {"p50", "p95", "count"}
 

@@ -5,7 +5,7 @@ return {
   python = "python3",
   model = nil, -- checkpoint folder; nil: the embedded model
   device = nil, -- "cpu" | "cuda" | "cuda:1"
-  dtype = nil, -- "float32" | "bfloat16" | "float16"
+  dtype = nil, -- "auto" (server default) | "float32" | "bfloat16" | "float16"
   -- Server options, camelCase as in lsp_server/options.py; sent as initializationOptions.
   server = {},
   filetypes = {
