@@ -58,12 +58,12 @@ def time_diffusion(model, context, middle, sampler, cache, refresh, repeats):
 
 
 def time_autoregressive(ar: Transformer, context, middle, repeats):
-    cfg = ar.cfg
+    cfg, dtype = ar.cfg, ar.embed.weight.dtype
     prompt = torch.tensor([context])
     runs = []
     for _ in range(repeats):
         cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, len(context) + middle, cfg.head_dim,
-                        torch.float32, "cpu")
+                        dtype, "cpu")
         t0 = time.perf_counter()
         token = ar(prompt, 0, cache, causal=True)[:, -1:].argmax(-1)
         for i in range(middle - 1):
@@ -81,14 +81,16 @@ def main() -> None:
     p.add_argument("--refresh", type=int, default=engine.lm.DEFAULT_REFRESH)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or auto (baseline runs in the same dtype)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = engine.load_model(args.model)
+    model = engine.load_model(args.model, dtype=args.dtype)
+    dtype = model.model.embed.weight.dtype
     cfg = dataclasses.replace(model.model.cfg, max_position_embeddings=max(args.contexts) + max(args.middles))
     torch.manual_seed(0)
-    ar = Transformer(cfg).eval()  # random weights: the baseline only needs the shape for timing
+    ar = Transformer(cfg).to(dtype).eval()  # random weights: the baseline only needs the shape for timing
     tokens = code_tokens(model, max(args.contexts))
-    print(f"model {model.path} ({sum(p.numel() for p in model.model.parameters()) / 1e6:.1f}M params), "
+    print(f"model {model.path} ({sum(p.numel() for p in model.model.parameters()) / 1e6:.1f}M params, {dtype}), "
           f"threads {args.threads}, cache refresh every {args.refresh} steps\n")
     print("| context | middle | sampler | cache | forwards | tokens/forward | ms | AR ms | speed vs AR | agrees w/ uncached |")
     print("|---|---|---|---|---|---|---|---|---|---|")
