@@ -14,6 +14,7 @@ import infill
 from .options import ModelOptions, Options, SamplerOptions
 
 MAX_THREADS = 4
+MIN_CONTEXT = 64  # tokens of context kept even for models with few positions
 # engine imports torch (seconds): imported here, inside functions, so the server answers `initialize` first.
 
 
@@ -74,13 +75,19 @@ def complete(
     """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF) and the
     replaced range never splits a CRLF."""
     fill = make_filler(model, sampler_config(options.sampler), cancel)
+    infill_options = options.infill()
+    # infill chooses the context within what the model can see; the engine would otherwise cut it blindly
+    room = model.model.cfg.max_position_embeddings - infill_options.max_tokens - 2
+    infill_options = dataclasses.replace(
+        infill_options, context_tokens=max(MIN_CONTEXT, min(infill_options.context_tokens, room))
+    )
     c = infill.complete(
         doc,
         offset,
         fill,
         count_tokens=model.count_tokens,
         invoked=invoked,
-        options=options.infill(),
+        options=infill_options,
         others=others,
     )
     eol = re.search(r"\r\n|\r|\n", doc.text)
