@@ -9,7 +9,7 @@
 # then, here: copy the returned model/ over engine/default_model/ and commit it.
 set -euo pipefail
 MINUTES=${MINUTES:-7}
-DATA=${DATA:-/tmp/unmask-data}
+DATA=${DATA:-.cache/device-data}
 OUT=${OUT:?set OUT to the folder that comes back}
 
 mkdir -p "$DATA" "$OUT/model"
