@@ -58,6 +58,8 @@ class DiffusionLM:
         tail = [self.special.eos] if self.family.infill_eos else []
         pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
         room = self.model.cfg.max_position_embeddings - canvas - len(head) - len(tail)
+        if room < 0:
+            raise ValueError(f"canvas {canvas} does not fit the model's {self.model.cfg.max_position_embeddings} positions")
         keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
         suf = suf[:keep_suffix]
         pre = pre[max(len(pre) - (room - len(suf)), 0):]

@@ -152,3 +152,9 @@ def test_single_line_stops_at_the_first_newline(tiny_checkpoint):
     tokens, _, forwards = denoise(fn, 5, special, SamplerConfig(threshold=0.9), None, stops=stops)
     assert tokens.tolist() == [x, newline] + [special.pad] * 3 and forwards == 2
     assert "\n" not in model.infill("a = ", "\nb = 2\n", canvas=8, single_line=True).text
+
+
+def test_canvas_larger_than_the_model_is_refused(tiny_checkpoint):
+    model = engine.load_model(tiny_checkpoint)
+    with pytest.raises(ValueError, match="does not fit"):
+        model.infill("a", "b", canvas=model.model.cfg.max_position_embeddings + 1)
