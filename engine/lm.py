@@ -59,7 +59,8 @@ class DiffusionLM:
         pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
         room = self.model.cfg.max_position_embeddings - canvas - len(head) - len(tail)
         if room < 0:
-            raise ValueError(f"canvas {canvas} does not fit the model's {self.model.cfg.max_position_embeddings} positions")
+            limit = self.model.cfg.max_position_embeddings
+            raise ValueError(f"canvas {canvas} does not fit the model's {limit} positions")
         keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
         suf = suf[:keep_suffix]
         pre = pre[max(len(pre) - (room - len(suf)), 0):]
