@@ -37,7 +37,7 @@ SAMPLERS = {
 def code_tokens(model: engine.DiffusionLM, n: int) -> list[int]:
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     ids: list[int] = []
-    for path in files[len(files) // 2:]:
+    for path in files[len(files) // 2 :]:
         ids += model.tokenizer.encode(path.read_text(encoding="utf-8", errors="replace"))
         if len(ids) >= n:
             return ids[:n]
@@ -45,7 +45,7 @@ def code_tokens(model: engine.DiffusionLM, n: int) -> list[int]:
 
 
 def time_diffusion(model, context, middle, sampler, cache, refresh, repeats):
-    before, after = context[: len(context) * 3 // 4], context[len(context) * 3 // 4:]
+    before, after = context[: len(context) * 3 // 4], context[len(context) * 3 // 4 :]
     special = dataclasses.replace(model.special, stops=frozenset())  # fill the whole canvas
     seq = torch.tensor([before + [special.mask] * middle + after])
     runs = []
@@ -62,8 +62,9 @@ def time_autoregressive(ar: Transformer, context, middle, repeats):
     prompt = torch.tensor([context])
     runs = []
     for _ in range(repeats):
-        cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, len(context) + middle, cfg.head_dim,
-                        dtype, "cpu")
+        cache = KVCache(
+            cfg.num_layers, 1, cfg.num_kv_heads, len(context) + middle, cfg.head_dim, dtype, "cpu"
+        )
         t0 = time.perf_counter()
         token = ar(prompt, 0, cache, causal=True)[:, -1:].argmax(-1)
         for i in range(middle - 1):
@@ -81,7 +82,9 @@ def main() -> None:
     p.add_argument("--refresh", type=int, default=engine.lm.DEFAULT_REFRESH)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or auto (baseline runs in the same dtype)")
+    p.add_argument(
+        "--dtype", default="float32", help="float32, bfloat16 or auto (baseline runs in the same dtype)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = engine.load_model(args.model, dtype=args.dtype)
@@ -90,9 +93,13 @@ def main() -> None:
     torch.manual_seed(0)
     ar = Transformer(cfg).to(dtype).eval()  # random weights: the baseline only needs the shape for timing
     tokens = code_tokens(model, max(args.contexts))
-    print(f"model {model.path} ({sum(p.numel() for p in model.model.parameters()) / 1e6:.1f}M params, {dtype}), "
-          f"threads {args.threads}, cache refresh every {args.refresh} steps\n")
-    print("| context | middle | sampler | cache | forwards | tokens/forward | ms | AR ms | speed vs AR | agrees w/ uncached |")
+    print(
+        f"model {model.path} ({sum(p.numel() for p in model.model.parameters()) / 1e6:.1f}M params, {dtype}), "
+        f"threads {args.threads}, cache refresh every {args.refresh} steps\n"
+    )
+    print(
+        "| context | middle | sampler | cache | forwards | tokens/forward | ms | AR ms | speed vs AR | agrees w/ uncached |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with torch.inference_mode():
         for n_ctx in args.contexts:
@@ -103,13 +110,16 @@ def main() -> None:
                     sampler = SAMPLERS[name]
                     exact = None
                     for cache in (False, True):
-                        forwards, ms, out = time_diffusion(model, context, middle, sampler, cache, args.refresh,
-                                                           args.repeats)
+                        forwards, ms, out = time_diffusion(
+                            model, context, middle, sampler, cache, args.refresh, args.repeats
+                        )
                         exact = out if exact is None else exact
                         agree = float((out == exact).float().mean())
-                        print(f"| {n_ctx} | {middle} | {name} | {'on' if cache else 'off'} | {forwards} | "
-                              f"{middle / forwards:.2f} | {ms:.1f} | {ar_ms:.1f} | {ar_ms / ms:.2f}x | {agree:.0%} |",
-                              flush=True)
+                        print(
+                            f"| {n_ctx} | {middle} | {name} | {'on' if cache else 'off'} | {forwards} | "
+                            f"{middle / forwards:.2f} | {ms:.1f} | {ar_ms:.1f} | {ar_ms / ms:.2f}x | {agree:.0%} |",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":

@@ -9,5 +9,13 @@ from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
 
-__all__ = ["Cancelled", "CheckpointError", "DiffusionLM", "InfillResult", "InfillStats", "SamplerConfig",
-           "Tokenizer", "load_model"]
+__all__ = [
+    "Cancelled",
+    "CheckpointError",
+    "DiffusionLM",
+    "InfillResult",
+    "InfillStats",
+    "SamplerConfig",
+    "Tokenizer",
+    "load_model",
+]

@@ -40,7 +40,9 @@ def denoise_expand(
             raise Cancelled()
         ids = torch.tensor([before + window + after], device=device)
         start = len(before)
-        logits = model(ids, rows=shifted_rows(start, start + len(window), model.cfg.shift))[0].float()  # [L, V]
+        logits = model(ids, rows=shifted_rows(start, start + len(window), model.cfg.shift))[
+            0
+        ].float()  # [L, V]
         forwards += 1
         if len(window) >= max_canvas:
             logits[:, special.expand] = float("-inf")

@@ -62,8 +62,16 @@ def llada_weights(cfg: ModelConfig) -> WeightMap:
 
 
 # LLaDA configs carry OLMo switches; these are the values our implementation covers.
-LLADA_REQUIRED = {"block_type": "llama", "layer_norm_type": "rms", "attention_layer_norm": False, "alibi": False,
-                  "rope": True, "clip_qkv": None, "scale_logits": False, "input_emb_norm": False}
+LLADA_REQUIRED = {
+    "block_type": "llama",
+    "layer_norm_type": "rms",
+    "attention_layer_norm": False,
+    "alibi": False,
+    "rope": True,
+    "clip_qkv": None,
+    "scale_logits": False,
+    "input_emb_norm": False,
+}
 
 
 def llada_config(d: dict) -> ModelConfig:
@@ -85,12 +93,24 @@ def qwen2_config(shift: bool, family: str) -> Callable[[dict], ModelConfig]:
 
 FAMILIES = {
     # Dream-v0, Dream-Coder-v0, DiffuCoder, DreamOn and unmask's own model: Qwen2 weights, shifted logits
-    "dream": Family("dream", qwen2_config(True, "dream"), qwen2_weights, ("<|mask|>",), infill_eos=True,
-                    ignored=("rotary_emb.inv_freq",)),
+    "dream": Family(
+        "dream",
+        qwen2_config(True, "dream"),
+        qwen2_weights,
+        ("<|mask|>",),
+        infill_eos=True,
+        ignored=("rotary_emb.inv_freq",),
+    ),
     "llada": Family("llada", llada_config, llada_weights, ("<|mdm_mask|>",), infill_eos=False),
     # Open-dCoder: stock Qwen2 classes run with is_causal=False; mask id from the tokenizer
-    "open-dcoder": Family("open-dcoder", qwen2_config(True, "open-dcoder"), qwen2_weights, ("<|mask|>",),
-                          infill_eos=False, ignored=("rotary_emb.inv_freq",)),
+    "open-dcoder": Family(
+        "open-dcoder",
+        qwen2_config(True, "open-dcoder"),
+        qwen2_weights,
+        ("<|mask|>",),
+        infill_eos=False,
+        ignored=("rotary_emb.inv_freq",),
+    ),
 }
 MODEL_TYPES = {"dream": "dream", "llada": "llada", "qwen2": "open-dcoder"}
 ARCHITECTURES = {"DreamModel": "dream", "LLaDAModelLM": "llada", "Qwen2ForCausalLM": "open-dcoder"}
@@ -104,4 +124,6 @@ def family_for(config: dict) -> Family:
         if arch in ARCHITECTURES:
             return FAMILIES[ARCHITECTURES[arch]]
     known = ", ".join(sorted(MODEL_TYPES))
-    raise CheckpointError(f"config.json: unknown model_type {config.get('model_type')!r} (supported: {known})")
+    raise CheckpointError(
+        f"config.json: unknown model_type {config.get('model_type')!r} (supported: {known})"
+    )

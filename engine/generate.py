@@ -40,14 +40,17 @@ class CanvasLogits:
         self.full_rows = shifted_rows(start, end, shift)
         self.window_rows = shifted_rows(start, end, shift, offset=self.window)
         cfg, p = model.cfg, model.embed.weight
-        self.cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, ids.shape[1], cfg.head_dim, p.dtype,
-                             p.device) if cache else None
+        self.cache = (
+            KVCache(cfg.num_layers, 1, cfg.num_kv_heads, ids.shape[1], cfg.head_dim, p.dtype, p.device)
+            if cache
+            else None
+        )
 
     def __call__(self, canvas: Tensor, step: int) -> Tensor:
-        self.ids[0, self.start:self.end] = canvas
+        self.ids[0, self.start : self.end] = canvas
         if self.cache is None or step % self.refresh == 0:
             return self.model(self.ids, 0, self.cache, rows=self.full_rows)[0].float()
-        window = self.ids[:, self.window:self.end]
+        window = self.ids[:, self.window : self.end]
         return self.model(window, self.window, self.cache, rows=self.window_rows)[0].float()
 
 
@@ -120,8 +123,8 @@ def denoise(
         is_stop = torch.isin(tokens, stops) & ~masked
         if bool(is_stop.any()):
             first = int(is_stop.nonzero()[0])
-            tokens[first + 1:] = special.pad
-            masked[first + 1:] = False
+            tokens[first + 1 :] = special.pad
+            masked[first + 1 :] = False
     return tokens, conf_out, forwards
 
 

@@ -54,7 +54,11 @@ class DiffusionLM:
 
     def context_ids(self, prefix: str, suffix: str, canvas: int) -> tuple[list[int], list[int]]:
         """Token ids before and after the canvas, cut to fit the model's positions (prefix keeps its end)."""
-        head = ([self.special.bos] if self.special.bos is not None and self.special.bos != self.special.eos else [])
+        head = (
+            [self.special.bos]
+            if self.special.bos is not None and self.special.bos != self.special.eos
+            else []
+        )
         tail = [self.special.eos] if self.family.infill_eos else []
         pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
         room = self.model.cfg.max_position_embeddings - canvas - len(head) - len(tail)
@@ -63,7 +67,7 @@ class DiffusionLM:
             raise ValueError(f"canvas {canvas} does not fit the model's {limit} positions")
         keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
         suf = suf[:keep_suffix]
-        pre = pre[max(len(pre) - (room - len(suf)), 0):]
+        pre = pre[max(len(pre) - (room - len(suf)), 0) :]
         return head + pre, suf + tail
 
     @torch.inference_mode()
@@ -89,15 +93,17 @@ class DiffusionLM:
         generator = torch.Generator(self.device).manual_seed(seed)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         if self.special.expand is not None and (max_canvas or n) > n:
-            ids, conf, forwards, n = denoise_expand(self.model, before, after, n, max_canvas, self.special,
-                                                    sampler, generator, cancel)
+            ids, conf, forwards, n = denoise_expand(
+                self.model, before, after, n, max_canvas, self.special, sampler, generator, cancel
+            )
         else:
             seq = torch.tensor([before + [self.special.mask] * n + after], device=self.device)
             logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
             # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
             stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
-            tokens, confs, forwards = denoise(logits_fn, n, self.special, sampler, generator, cancel, self.device,
-                                              stops)
+            tokens, confs, forwards = denoise(
+                logits_fn, n, self.special, sampler, generator, cancel, self.device, stops
+            )
             ids, conf = middle_of(tokens, confs, self.special)
         text = self.tokenizer.decode(ids)
         if single_line:
@@ -107,7 +113,9 @@ class DiffusionLM:
         return InfillResult(text, conf, stats)
 
 
-def load_model(path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32") -> DiffusionLM:
+def load_model(
+    path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32"
+) -> DiffusionLM:
     """Load a checkpoint folder (or the embedded default model when path is None)."""
     folder = Path(path) if path is not None else DEFAULT_MODEL
     if device.startswith("cuda") and not torch.cuda.is_available():

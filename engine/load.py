@@ -14,8 +14,14 @@ from engine.errors import CheckpointError
 from engine.families import Family, family_for, qwen2_weights
 from engine.model import Transformer
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -64,8 +70,10 @@ def weight_files(folder: Path) -> dict[str, Path]:
         return {name: single for name in _keys(single)}
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise CheckpointError(f"{folder}: only pickle weights ({', '.join(pickles)}); unmask loads safetensors only, "
-                              "because unpickling can run arbitrary code. Convert the weights to model.safetensors")
+        raise CheckpointError(
+            f"{folder}: only pickle weights ({', '.join(pickles)}); unmask loads safetensors only, "
+            "because unpickling can run arbitrary code. Convert the weights to model.safetensors"
+        )
     raise CheckpointError(f"{folder}: no model.safetensors or model.safetensors.index.json")
 
 
@@ -80,11 +88,15 @@ def _keys(path: Path) -> list[str]:
 def _check_names(files: dict[str, Path], wanted: set[str], family: Family, folder: Path) -> None:
     missing = sorted(wanted - files.keys())
     if missing:
-        raise CheckpointError(f"{files.get(missing[0], folder / 'model.safetensors').name}: "
-                              f"missing tensor {missing[0]!r} ({len(missing)} missing)")
+        raise CheckpointError(
+            f"{files.get(missing[0], folder / 'model.safetensors').name}: "
+            f"missing tensor {missing[0]!r} ({len(missing)} missing)"
+        )
     extra = sorted(n for n in files.keys() - wanted if not n.endswith(family.ignored + ("lm_head.weight",)))
     if extra:
-        raise CheckpointError(f"{files[extra[0]].name}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected)")
+        raise CheckpointError(
+            f"{files[extra[0]].name}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected)"
+        )
 
 
 def _read_tensor(path: Path, name: str, handles: dict) -> torch.Tensor:
@@ -109,8 +121,10 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
         tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         if tensor.shape != params[ours].shape:
             shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in zip(names, parts))
-            raise CheckpointError(f"{files[names[0]].name}: tensor {shapes} does not fit "
-                                  f"{ours} {tuple(params[ours].shape)} from config.json")
+            raise CheckpointError(
+                f"{files[names[0]].name}: tensor {shapes} does not fit "
+                f"{ours} {tuple(params[ours].shape)} from config.json"
+            )
         state[ours] = tensor.to(device=device, dtype=dtype)
     if model.cfg.tie_word_embeddings:
         state["head.weight"] = state["embed.weight"]
@@ -119,7 +133,9 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
         model.head.weight = model.embed.weight
 
 
-def load_transformer(folder: Path, device="cpu", dtype: str | torch.dtype = "float32") -> tuple[Transformer, Family, dict]:
+def load_transformer(
+    folder: Path, device="cpu", dtype: str | torch.dtype = "float32"
+) -> tuple[Transformer, Family, dict]:
     config = read_config(folder)
     family = family_for(config)
     try:

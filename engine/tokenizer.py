@@ -53,7 +53,10 @@ class Tokenizer:
             self.hf = HFTokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises a bare Exception on malformed files
             raise CheckpointError(f"{path}: cannot be read by tokenizers ({e})") from None
-        side = {**_read_json(folder / "special_tokens_map.json"), **_read_json(folder / "tokenizer_config.json")}
+        side = {
+            **_read_json(folder / "special_tokens_map.json"),
+            **_read_json(folder / "tokenizer_config.json"),
+        }
         self.special = self._resolve(config, side, mask_names, folder)
 
     def _named(self, side: dict, key: str) -> int | None:
@@ -68,7 +71,8 @@ class Tokenizer:
             mask = mask if mask is not None else self.hf.token_to_id(name)
         if mask is None:
             raise CheckpointError(
-                f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json names none)")
+                f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json names none)"
+            )
         eos = _first_id(config.get("eos_token_id"))
         eos = eos if eos is not None else self._named(side, "eos_token")
         if eos is None:

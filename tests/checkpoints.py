@@ -17,7 +17,7 @@ SAMPLE_CODE = [
     "import os\nimport sys\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
     "for i in range(10):\n    if i % 2 == 0:\n        print(i)\n",
     "function add(a, b) {\n  return a + b;\n}\n",
-    "fn main() {\n    let x = vec![1, 2, 3];\n    println!(\"{:?}\", x);\n}\n",
+    'fn main() {\n    let x = vec![1, 2, 3];\n    println!("{:?}", x);\n}\n',
 ]
 SPECIALS = ["<|endoftext|>", "<|mask|>"]
 
@@ -26,8 +26,12 @@ def write_tokenizer(folder: Path, vocab_size: int = 300, extra_specials: tuple[s
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS + list(extra_specials),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS + list(extra_specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(SAMPLE_CODE * 20, trainer)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
@@ -37,8 +41,16 @@ def write_tokenizer(folder: Path, vocab_size: int = 300, extra_specials: tuple[s
 
 
 def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
-    shape = dict(vocab_size=vocab_size, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
-                 intermediate_size=64, rope_theta=10000.0, max_position_embeddings=512)
+    shape = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=64,
+        rope_theta=10000.0,
+        max_position_embeddings=512,
+    )
     return ModelConfig(**{**shape, **overrides})
 
 

@@ -99,7 +99,9 @@ def test_context_is_cut_to_the_model_positions(tiny_checkpoint):
     model = engine.load_model(tiny_checkpoint)
     before, after = model.context_ids("a = 1\n" * 400, "b = 2\n" * 400, canvas=16)
     assert len(before) + 16 + len(after) <= model.model.cfg.max_position_embeddings
-    assert model.tokenizer.decode(before).endswith("a = 1\n") and model.tokenizer.decode(after).startswith("b = 2")
+    assert model.tokenizer.decode(before).endswith("a = 1\n") and model.tokenizer.decode(after).startswith(
+        "b = 2"
+    )
 
 
 class ScriptedModel(torch.nn.Module):
@@ -129,15 +131,17 @@ def test_expand_grows_and_eos_deletes():
             return EXPAND  # too short: ask for more room
         return 7 if i - len(before) < 3 else EOS  # three real tokens, the rest deleted
 
-    ids, conf, forwards, widest = denoise_expand(ScriptedModel(plan), before, after, 2, 6, special,
-                                                 SamplerConfig(threshold=None), None)
+    ids, conf, forwards, widest = denoise_expand(
+        ScriptedModel(plan), before, after, 2, 6, special, SamplerConfig(threshold=None), None
+    )
     assert ids == [7, 7, 7] and widest >= 4 and forwards > 2
 
 
 def test_expand_respects_the_budget():
     special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
-    ids, _, _, widest = denoise_expand(ScriptedModel(lambda total, i: EXPAND), [5], [6], 2, 5, special,
-                                       SamplerConfig(threshold=None), None)
+    ids, _, _, widest = denoise_expand(
+        ScriptedModel(lambda total, i: EXPAND), [5], [6], 2, 5, special, SamplerConfig(threshold=None), None
+    )
     assert widest <= 5 and EXPAND not in ids
 
 

@@ -15,8 +15,16 @@ from tests.checkpoints import write_tokenizer
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 300
-SHAPE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6)
+SHAPE = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    rms_norm_eps=1e-6,
+)
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4):
@@ -53,8 +61,13 @@ def edit_config(folder: Path, **changes) -> None:
 def dream_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dream")
     ref = qwen2_reference(folder)
-    edit_config(folder, model_type="Dream", architectures=["DreamModel"], mask_token_id=1,
-                auto_map={"AutoModel": "modeling_dream.DreamModel"})
+    edit_config(
+        folder,
+        model_type="Dream",
+        architectures=["DreamModel"],
+        mask_token_id=1,
+        auto_map={"AutoModel": "modeling_dream.DreamModel"},
+    )
     return folder, ref
 
 
@@ -74,11 +87,19 @@ def test_open_dcoder_tied_layout_matches_reference(tmp_path):
     assert_close(model(ids), bidirectional_logits(ref, ids))
 
 
-LLAMA_TO_LLADA = [("model.embed_tokens", "model.transformer.wte"), ("model.norm", "model.transformer.ln_f"),
-                  ("lm_head", "model.transformer.ff_out"), ("model.layers.", "model.transformer.blocks."),
-                  ("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ff_norm"),
-                  ("self_attn.o_proj", "attn_out"), ("self_attn.", ""), ("mlp.gate_proj", "ff_proj"),
-                  ("mlp.up_proj", "up_proj"), ("mlp.down_proj", "ff_out")]
+LLAMA_TO_LLADA = [
+    ("model.embed_tokens", "model.transformer.wte"),
+    ("model.norm", "model.transformer.ln_f"),
+    ("lm_head", "model.transformer.ff_out"),
+    ("model.layers.", "model.transformer.blocks."),
+    ("input_layernorm", "attn_norm"),
+    ("post_attention_layernorm", "ff_norm"),
+    ("self_attn.o_proj", "attn_out"),
+    ("self_attn.", ""),
+    ("mlp.gate_proj", "ff_proj"),
+    ("mlp.up_proj", "up_proj"),
+    ("mlp.down_proj", "ff_out"),
+]
 
 
 def llada_name(name: str) -> str:
@@ -89,17 +110,34 @@ def llada_name(name: str) -> str:
 
 def test_llada_layout_matches_reference(tmp_path):
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(**SHAPE, rope_theta=500000.0, attention_bias=False, tie_word_embeddings=False)
+    cfg = transformers.LlamaConfig(
+        **SHAPE, rope_theta=500000.0, attention_bias=False, tie_word_embeddings=False
+    )
     ref = transformers.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         for p in ref.parameters():
             p.normal_(0, 0.3)
     state = {llada_name(k): v.contiguous() for k, v in ref.state_dict().items()}
     save_file(state, str(tmp_path / "model.safetensors"))
-    olmo = dict(model_type="llada", architectures=["LLaDAModelLM"], d_model=32, n_layers=2, n_heads=4,
-                n_kv_heads=2, mlp_hidden_size=64, vocab_size=VOCAB, embedding_size=VOCAB, rope_theta=500000.0,
-                max_sequence_length=128, rms_norm_eps=1e-6, include_bias=False, weight_tying=False,
-                block_type="llama", mask_token_id=1, eos_token_id=0)
+    olmo = dict(
+        model_type="llada",
+        architectures=["LLaDAModelLM"],
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        mlp_hidden_size=64,
+        vocab_size=VOCAB,
+        embedding_size=VOCAB,
+        rope_theta=500000.0,
+        max_sequence_length=128,
+        rms_norm_eps=1e-6,
+        include_bias=False,
+        weight_tying=False,
+        block_type="llama",
+        mask_token_id=1,
+        eos_token_id=0,
+    )
     (tmp_path / "config.json").write_text(json.dumps(olmo))
     write_tokenizer(tmp_path, VOCAB)
     ids = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(3))
