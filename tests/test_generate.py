@@ -162,3 +162,18 @@ def test_canvas_larger_than_the_model_is_refused(tiny_checkpoint):
     model = engine.load_model(tiny_checkpoint)
     with pytest.raises(ValueError, match="does not fit"):
         model.infill("a", "b", canvas=model.model.cfg.max_position_embeddings + 1)
+
+
+def test_checkpoint_with_expand_token_uses_expand_delete(tmp_path, tiny_checkpoint, monkeypatch):
+    import engine.lm
+    from tests.checkpoints import write_dream_checkpoint
+
+    calls = []
+    monkeypatch.setattr(engine.lm, "denoise_expand", lambda *a: calls.append(a) or denoise_expand(*a))
+    model = engine.load_model(write_dream_checkpoint(tmp_path, extra_specials=("<|expand|>",)))
+    assert model.special.expand == model.tokenizer.hf.token_to_id("<|expand|>")
+    r = model.infill("x = ", "\n", canvas=4, max_canvas=8, sampler=SamplerConfig(threshold=None))
+    assert len(calls) == 1 and 4 <= r.stats.canvas <= 8  # the widest canvas the expand/delete run used
+    assert "<|expand|>" not in r.text and "<|mask|>" not in r.text
+    engine.load_model(tiny_checkpoint).infill("x = ", "\n", canvas=4, max_canvas=8)
+    assert len(calls) == 1  # no expand token: the fixed canvas path
