@@ -25,7 +25,7 @@ class SamplerConfig:
     top_k: int = 0  # 0 = off; only when sampling (T > 0)
     gumbel: bool = False  # LLaDA proposal: argmax(logits + T * Gumbel) in float64, conf from softmax(logits)
     threshold: float | None = 0.9  # Fast-dLLM: commit every eligible conf > threshold (at least the top one)
-    tokens_per_step: int = 1  # without a threshold: fixed number committed per forward
+    tokens_per_step: int = 1  # committed per forward (with a threshold: at least this many)
     block_size: int | None = None  # semi-autoregressive blocks over the canvas; None = whole canvas
     steps: int | None = None  # LLaDA schedule: per-step counts from num_transfer_tokens (per block)
 
@@ -116,12 +116,9 @@ def add_gumbel_noise(logits: Tensor, temperature: float, generator: torch.Genera
 
 def select(conf: Tensor, eligible: Tensor, cfg: SamplerConfig, n_fixed: int | None = None) -> Tensor:
     # conf: [M], eligible: [M] bool -> commit [M] bool
-    # Commits the top-n eligible positions (n = n_fixed, else 1 with a threshold, else tokens_per_step;
-    # at least 1), plus, with a threshold, every eligible position whose conf exceeds it.
-    if n_fixed is not None:
-        n = n_fixed
-    else:
-        n = 1 if cfg.threshold is not None else cfg.tokens_per_step
+    # Commits the top-n eligible positions (n = n_fixed, else tokens_per_step; at least 1), plus, with a
+    # threshold, every eligible position whose conf exceeds it.
+    n = n_fixed if n_fixed is not None else cfg.tokens_per_step
     n = min(max(n, 1), conf.shape[0])
     score = conf.masked_fill(~eligible, float("-inf"))
     commit = torch.zeros_like(eligible)

@@ -55,6 +55,11 @@ def test_threshold_with_a_fixed_minimum():
     cfg = SamplerConfig(threshold=0.9)
     conf = torch.tensor([0.95, 0.5, 0.4, 0.6])
     assert committed(select(conf, torch.ones(4, dtype=torch.bool), cfg, n_fixed=2)) == {0, 3}
+    # tokens_per_step is the minimum per forward when a threshold is set
+    at_least_two = SamplerConfig(threshold=0.9, tokens_per_step=2)
+    assert committed(select(conf, torch.ones(4, dtype=torch.bool), at_least_two)) == {0, 3}
+    high = torch.tensor([0.95, 0.5, 0.97, 0.93])
+    assert committed(select(high, torch.ones(4, dtype=torch.bool), at_least_two)) == {0, 2, 3}
 
 
 def test_fixed_count_commits_exactly_k():
