@@ -5,7 +5,8 @@
 Reports p50/p95 of
   - complete(): span planning + context + post-processing + ranking, with an instant fake model,
     at cursors on blank body lines, at the end of block headers and mid-statement;
-  - Document.apply_edit(): incremental re-parse after a one-character edit inside an identifier.
+  - Document.apply_edit(): incremental re-parse (of the edited chunk) after a one-character edit
+    inside an identifier.
 count_tokens is a regex word/punctuation count (pass --tokenizer tokenizer.json for a real one).
 Each step is timed twice: wall clock, and the thread's CPU time (which leaves out the time other
 processes hold the core: on a shared machine the wall-clock tail is mostly such preemption).
@@ -135,6 +136,8 @@ HEADER = {"python": "import math\n", "go": "package widgets\n", "java": "import 
           "c": "#include <stdlib.h>\n", "cpp": "#include <algorithm>\n", "rust": "use std::cmp;\n",
           "javascript": 'import fs from "node:fs";\n',
           "typescript": 'import fs from "node:fs";\n'}  # fmt: skip
+TEMPLATES["tsx"] = TEMPLATES["typescript"]  # the TSX grammar parses the same code
+HEADER["tsx"] = HEADER["typescript"]
 
 
 def make_file(lang: str, lines: int) -> tuple[str, list[int]]:

@@ -6,8 +6,11 @@ only through a `Filler`.
 - `Filler = Callable[[str, str, int, int, bool], tuple[str, float]]`:
   `fill(prefix, suffix, canvas, max_canvas, single_line) -> (middle, confidence in [0, 1])`;
   with `single_line` only the text before the first newline is used, so the engine may stop there.
-- `Document(text, language)`: one document's text and tree; `.apply_edit(start, end, new_text)`
-  re-parses incrementally (offsets are str indices, i.e. code points); `.text`, `.language`, `.tree`.
+- `Document(text, language)`: one document's text and its trees, one per chunk of consecutive
+  top-level nodes (~12 KB); `.apply_edit(start, end, new_text)` re-parses only the chunk(s) the edit
+  touches (offsets are str indices, i.e. code points); `.text`, `.data` (UTF-8), `.language`,
+  `.tree_at(byte)` (the tree of the chunk holding that byte), `.trees` (all, in order; None / () for
+  plain text). A tree's nodes carry document positions, but `Node.text` may be None: slice `.data`.
 - `language_for(language_id=None, path=None) -> str | None`: our language name, None if unsupported.
 - `complete(doc, offset, fill, *, count_tokens, invoked=False, options=InfillOptions(), others=())
   -> Completion | None`: plan the span at `offset` (`invoked=False` declines inside comments, strings

@@ -11,8 +11,7 @@ import tree_sitter
 from .definitions import signature
 from .document import Document
 from .languages import spec
-from .queries import captures
-from .syntax import first_child_for_byte
+from .syntax import captures_near, first_child_for_byte
 
 CHARS_PER_TOKEN = 3  # first guess for sizing windows before count_tokens measures them
 SUFFIX_SHARE = 0.25  # of the budget, for the text after the cursor
@@ -39,6 +38,14 @@ def _ancestors(tree: tree_sitter.Tree, b: int) -> list[tree_sitter.Node]:
         out.append(node)
         node = node.parent
     return out
+
+
+def _with_roots(
+    doc: Document, path: list[tree_sitter.Node], tree: tree_sitter.Tree, lo: int, hi: int
+) -> list[tree_sitter.Node]:
+    """The cursor's ancestors, plus the roots of the other chunks overlapping bytes [lo, hi) (between
+    the cursor and a window edge): their top-level nodes are the boundaries a full tree's root offers."""
+    return path + [t.root_node for t in doc.trees_in(lo, hi) if t is not tree]
 
 
 def _snap_start(path: list[tree_sitter.Node], lo: int, b: int) -> int:
@@ -87,7 +94,7 @@ def _fit(text: str, budget: int, count: Callable[[str], int], from_end: bool) ->
 
 
 def _headers(doc: Document, b: int, window_lo: int) -> list[str]:
-    caps = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1)
+    caps = captures_near(doc, "textobjects", max(0, b - 1), b + 1)
     inner = caps.get("function.inner", []) + caps.get("class.inner", [])
     opener = spec(doc.language).block_open.encode()
     out = []
@@ -114,9 +121,7 @@ def _imports(doc: Document, window_lo: int) -> list[str]:
     hi = min(window_lo, doc.byte_offset(min(len(doc.text), IMPORT_SCAN_CHARS)))
     if hi <= 0:
         return []
-    nodes = captures(doc.language, "imports", doc.tree.root_node, 0, hi, max_depth=IMPORT_DEPTH).get(
-        "import", []
-    )
+    nodes = captures_near(doc, "imports", 0, hi, max_depth=IMPORT_DEPTH).get("import", [])
     nodes = sorted({(n.start_byte, n.end_byte) for n in nodes if n.end_byte <= window_lo})
     return [doc.data[s:e].decode(errors="replace") for s, e in nodes]
 
@@ -128,7 +133,7 @@ def _signatures(
     for d in (doc, *others):
         if d.definitions is None:
             continue
-        index = d.definitions.lookup(d.tree, d.data)
+        index = d.definitions.lookup(d.trees, d.data)
         for name in names:
             for entry in index.get(name, []):
                 if d is doc and (window[0] <= entry.start < window[1] or entry.start <= b < entry.end):
@@ -166,11 +171,14 @@ def _window(
     lo = offset - len(_fit(text[lo:offset], before, count, from_end=True))
     hi = offset + len(_fit(text[offset:hi], after, count, from_end=False))
     b = doc.byte_offset(offset)
-    path = _ancestors(doc.tree, b)
+    tree = doc.tree_at(b)
+    path = _ancestors(tree, b)
     if lo > 0:
-        lo = _line_start(text, doc.char_offset(_snap_start(path, doc.byte_offset(lo), b)))
+        lo_b = doc.byte_offset(lo)
+        lo = _line_start(text, doc.char_offset(_snap_start(_with_roots(doc, path, tree, lo_b, b), lo_b, b)))
     if hi < len(text):
-        hi = max(offset, doc.char_offset(_snap_end(path, doc.byte_offset(hi), b)))
+        hi_b = doc.byte_offset(hi)
+        hi = max(offset, doc.char_offset(_snap_end(_with_roots(doc, path, tree, b, hi_b), hi_b, b)))
     return lo, hi
 
 

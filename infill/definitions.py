@@ -1,5 +1,6 @@
 """Definitions of one document (tags.scm), kept up to date across edits by re-querying only what changed."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import tree_sitter
@@ -20,6 +21,11 @@ class Definition:
     end: int
 
 
+def _shift(p: int, start: int, delta: int) -> int:
+    """Where byte p moves when an edit at `start` changes the length by delta (a deleted byte: to start)."""
+    return p if p < start else max(start, p + delta)
+
+
 class DefinitionIndex:
     """Built in full on first lookup. Edits are only queued (the re-parse path stays cheap); the next
     lookup shifts the entries after each edit, drops those it touched or whose syntax changed, and
@@ -30,25 +36,25 @@ class DefinitionIndex:
         self._by_name: dict[str, list[Definition]] | None = None
         self._pending: list[tuple[int, int, int, list[tuple[int, int]]]] = []
 
-    def edit(self, start: int, old_end: int, new_end: int, changed: list[tree_sitter.Range]) -> None:
-        """Bytes [start, old_end) became [start, new_end); `changed` are the ranges (in the new tree)
-        whose syntax changed, which may reach far beyond the edit (an unclosed string, a dedent)."""
+    def edit(self, start: int, old_end: int, new_end: int, changed: list[tuple[int, int]]) -> None:
+        """Bytes [start, old_end) became [start, new_end); `changed` are the byte ranges (after the
+        edit) whose syntax changed, which may reach far beyond the edit (an unclosed string, a dedent)."""
         if self._by_name is not None:
-            self._pending.append((start, old_end, new_end, [(r.start_byte, r.end_byte) for r in changed]))
+            self._pending.append((start, old_end, new_end, changed))
 
-    def lookup(self, tree: tree_sitter.Tree, data: bytes) -> dict[str, list[Definition]]:
-        """All definitions by name, brought up to date with the current tree."""
-        root = tree.root_node
+    def lookup(self, trees: Sequence[tree_sitter.Tree], data: bytes) -> dict[str, list[Definition]]:
+        """All definitions by name, brought up to date with the current trees (a document's chunks)."""
         if self._by_name is None:
             self._by_name = {}
-            self._add(root, None, None)
+            for tree in trees:
+                self._add(tree.root_node, data, None, None)
             return self._by_name
         if not self._pending:
             return self._by_name
         dirty: list[tuple[int, int]] = []
         for start, old_end, new_end, changed in self._pending:
             delta = new_end - old_end
-            dirty = [(lo if lo < start else lo + delta, hi if hi < start else hi + delta) for lo, hi in dirty]
+            dirty = [(_shift(lo, start, delta), _shift(hi, start, delta)) for lo, hi in dirty]
             dirty += [(start, new_end), *changed]
             for name, entries in list(self._by_name.items()):
                 kept = []
@@ -64,18 +70,23 @@ class DefinitionIndex:
                 else:
                     del self._by_name[name]
         self._pending = []
+        roots = [tree.root_node for tree in trees]
         for lo, hi in dirty:  # the dropped entries intersect these ranges, so the query finds them again
-            self._add(root, max(0, lo - 1), min(len(data), hi + 1))
+            lo, hi = max(0, lo - 1), min(len(data), hi + 1)
+            for root in roots:
+                if root.start_byte <= hi and lo <= root.end_byte:
+                    self._add(root, data, lo, hi)
         return self._by_name
 
-    def _add(self, root: tree_sitter.Node, lo: int | None, hi: int | None) -> None:
+    def _add(self, root: tree_sitter.Node, data: bytes, lo: int | None, hi: int | None) -> None:
         for caps in matches(self.language, "tags", root, lo, hi):
             name = caps.get("name")
             kind = next((k for k in caps if k.startswith("definition.")), None)
             if not name or kind is None:
                 continue
             node, name_node = caps[kind][0], name[0]
-            text = name_node.text.decode(errors="replace")
+            # not name_node.text: a tree only shifted by an edit before it no longer holds its source
+            text = data[name_node.start_byte : name_node.end_byte].decode(errors="replace")
             entries = self._by_name.setdefault(text, [])
             if any(d.start == node.start_byte for d in entries):
                 continue

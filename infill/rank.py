@@ -30,18 +30,20 @@ def _line_end(text: str, pos: int) -> int:
 
 class SyntaxCheck:
     """Counts the ERROR/MISSING nodes a replacement adds, re-parsing only the top-level statements
-    around the cursor (bounded by MAX_WINDOW_CHARS) rather than the whole document."""
+    around the cursor in its chunk (bounded by MAX_WINDOW_CHARS) rather than the whole document."""
 
     def __init__(self, doc: Document, start: int, end: int):
         text, b = doc.text, doc.byte_offset(start)
-        root = doc.tree.root_node
+        root = doc.tree_at(b).root_node
         child = first_child_for_byte(root, b)
-        before = child.prev_sibling if child is not None else root.child(root.child_count - 1)
+        last = root.child(root.child_count - 1) if root.child_count else None  # a blank chunk has none
+        before = child.prev_sibling if child is not None else last
         if child is not None and child.start_byte <= b:
             before = child
         after = child.next_sibling if child is not None and child.start_byte <= b else child
-        lo = doc.char_offset(before.start_byte) if before is not None else 0
-        hi = doc.char_offset(after.end_byte) if after is not None else len(text)
+        chunk_lo, chunk_hi = doc.chunk_span(b)  # errors elsewhere stay in other chunks
+        lo = doc.char_offset(before.start_byte if before is not None else chunk_lo)
+        hi = doc.char_offset(after.end_byte if after is not None else chunk_hi)
         self._lo = max(lo, _line_start(text, max(0, start - MAX_WINDOW_CHARS)))
         self._hi = min(max(hi, end), _line_end(text, min(len(text), end + MAX_WINDOW_CHARS)))
         self._head, self._tail = text[self._lo : start].encode(), text[end : self._hi].encode()

@@ -82,8 +82,19 @@ def guess_indent_unit(text: str, pos: int, default: str, chars: int = 2000) -> s
     return " " * min(steps) if steps else default
 
 
-def _flag(lang: str, purpose: str, name: str, root: tree_sitter.Node, b: int, line_comment: bool) -> bool:
-    for node in captures(lang, purpose, root, max(0, b - 1), b + 1).get(name, []):
+def captures_near(
+    doc: Document, purpose: str, lo: int, hi: int, max_depth: int | None = None
+) -> dict[str, list[tree_sitter.Node]]:
+    """Captures intersecting bytes [lo, hi), gathered over the chunk trees holding that range."""
+    out: dict[str, list[tree_sitter.Node]] = {}
+    for tree in doc.trees_in(lo, hi):
+        for name, nodes in captures(doc.language, purpose, tree.root_node, lo, hi, max_depth).items():
+            out.setdefault(name, []).extend(nodes)
+    return out
+
+
+def _flag(doc: Document, purpose: str, name: str, b: int, line_comment: bool) -> bool:
+    for node in captures_near(doc, purpose, max(0, b - 1), b + 1).get(name, []):
         # a line comment runs to the end of its line, so the cursor right after it is still inside
         if node.start_byte < b < node.end_byte or (line_comment and node.end_byte == b and name == "comment"):
             return True
@@ -94,9 +105,7 @@ def _block(doc: Document, b: int, lang: LanguageSpec) -> tuple[int, int, bool] |
     """Innermost delimited @block.outer strictly around byte b, and whether only whitespace is inside it."""
     if lang.offside:
         return None
-    nodes = captures(doc.language, "textobjects", doc.tree.root_node, max(0, b - 1), b + 1).get(
-        "block.outer", []
-    )
+    nodes = captures_near(doc, "textobjects", max(0, b - 1), b + 1).get("block.outer", [])
     inside = [n for n in nodes if n.start_byte < b < n.end_byte]
     if not inside:
         return None
@@ -120,7 +129,7 @@ def _offside_empty(prefix: str, suffix: str, prev: str, nxt: str, lang: Language
 
 def syntax_context(doc: Document, offset: int) -> CursorSyntax | None:
     """Facts about the cursor at str offset `offset`; None for documents without a grammar."""
-    if doc.tree is None:
+    if not doc.trees:
         return None
     text = doc.text
     if not 0 <= offset <= len(text):
@@ -132,7 +141,6 @@ def syntax_context(doc: Document, offset: int) -> CursorSyntax | None:
     prev = _nearest_nonblank(text, line_start, -1)
     nxt = _nearest_nonblank(text, line_end, 1)
     b = doc.byte_offset(offset)
-    root = doc.tree.root_node
     block = _block(doc, b, lang)
     if lang.offside:
         empty = _offside_empty(text[line_start:offset], text[offset:line_end], prev, nxt, lang)
@@ -147,8 +155,8 @@ def syntax_context(doc: Document, offset: int) -> CursorSyntax | None:
         prev_line=prev,
         next_line=nxt,
         indent_unit=guess_indent_unit(text, line_start, lang.indent),
-        in_comment=_flag(doc.language, "literals", "comment", root, b, line_comment=True),
-        in_string=_flag(doc.language, "literals", "string", root, b, line_comment=False),
+        in_comment=_flag(doc, "literals", "comment", b, line_comment=True),
+        in_string=_flag(doc, "literals", "string", b, line_comment=False),
         block=block[:2] if block else None,
         block_empty=empty,
     )
@@ -156,9 +164,19 @@ def syntax_context(doc: Document, offset: int) -> CursorSyntax | None:
 
 def first_child_for_byte(node: tree_sitter.Node, byte: int) -> tree_sitter.Node | None:
     """The first child ending after `byte`; None past the last one. Goes through a TreeCursor
-    because Node.first_child_for_byte crashes there (py-tree-sitter 0.26 returns a null node)."""
+    because Node.first_child_for_byte crashes there (py-tree-sitter 0.26 returns a null node). The
+    cursor call in turn misses the child after a gap inside a hidden node (a blank line between Go
+    declarations): then the children are walked."""
     cursor = node.walk()
-    return cursor.node if cursor.goto_first_child_for_byte(byte) is not None else None
+    if cursor.goto_first_child_for_byte(byte) is not None:
+        return cursor.node
+    cursor.reset(node)
+    if byte >= node.end_byte or not cursor.goto_first_child():
+        return None
+    while cursor.node.end_byte <= byte:
+        if not cursor.goto_next_sibling():
+            return None
+    return cursor.node
 
 
 def count_errors(node: tree_sitter.Node) -> int:
