@@ -1,13 +1,16 @@
 """The language server as an editor sees it: latency over stdio from a separate client process.
 
     python -m bench.bench_lsp [--model DIR] [--requests 50] [--burst 50] [--options JSON] [--threads N]
+                              [--settle-ms 200]
 
 Spawns `python -m lsp_server` (the embedded model unless --model) and speaks raw JSON-RPC to it.
 
 - Single line: at --requests cursors in this interpreter's standard library (seeded), the rest of a code
   line is deleted and the cursor left at a random point of it; each cursor is its own freshly opened
-  document (no cache hits), asked with an invoked `textDocument/inlineCompletion`. Latency is measured by
-  the client, request written to response read; p50/p95 over all requests, answered or empty.
+  document (no cache hits), asked with an invoked `textDocument/inlineCompletion` --settle-ms after the
+  didOpen (as when a file is opened and then edited; with 0 the server's parse of the new document falls
+  inside the first request's latency). Latency is measured by the client, request written to response
+  read; p50/p95 over all requests, answered or empty.
 - Burst: in one document a line is typed one character at a time, each keystroke a didChange and an
   automatic inline request, sent back to back (--burst keystrokes). Checks that every older request was
   answered (superseded: empty) no later than the newest one, and reports the newest's latency.
@@ -103,11 +106,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def single_line(client: Client, n: int, seed: int) -> dict:
+async def single_line(client: Client, n: int, seed: int, settle_s: float) -> dict:
     latencies, answered = [], 0
     for i, (text, line, col) in enumerate(cursors(n, seed)):
         uri = f"file:///bench/single_{i}.py"
         open_doc(client, uri, text)
+        await asyncio.sleep(settle_s)
         t0 = time.perf_counter()
         t1, response = await client.request(
             "textDocument/inlineCompletion", inline_params(uri, line, col, False)
@@ -180,10 +184,12 @@ async def main(args: argparse.Namespace) -> dict:
         await asyncio.sleep(0.1)
     if status["state"] != "ready":
         raise SystemExit(f"model failed to load: {status['error']}")
-    await single_line(client, 3, args.seed + 1)  # warm-up, not counted
+    settle_s = args.settle_ms / 1000
+    await single_line(client, 3, args.seed + 1, settle_s)  # warm-up, not counted
     report = {
         "server": status | {"latencies_ms": None, "requests": None},
-        "single_line": await single_line(client, args.requests, args.seed),
+        "settle_ms": args.settle_ms,
+        "single_line": await single_line(client, args.requests, args.seed, settle_s),
         "burst": await burst(client, args.burst),
     }
     report["server_latencies_ms"] = (await client.request("unmask/status"))[1]["result"]["latencies_ms"]
@@ -198,6 +204,7 @@ if __name__ == "__main__":
     p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
     p.add_argument("--requests", type=int, default=50)
     p.add_argument("--burst", type=int, default=50)
+    p.add_argument("--settle-ms", type=float, default=200, help="pause between didOpen and the request")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="server's torch threads (0: its default)")
     p.add_argument(

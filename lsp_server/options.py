@@ -36,7 +36,11 @@ class ModelOptions(_Options):
 
 
 class SamplerOptions(_Options):
-    """engine.SamplerConfig's fields (same defaults; tests check they agree)."""
+    """engine.SamplerConfig's fields, with the same defaults except `tokens_per_step` (tests check this).
+
+    An editor waits on every suggestion, so the server commits at least two positions per forward: with
+    the embedded model on a 2-core CPU that cut single-line CPU time by about a quarter (p50) for a small
+    loss in similarity to the deleted text (README, "Measured through the real server")."""
 
     confidence: Literal["confidence", "margin", "entropy", "random"] = "confidence"
     temperature: Annotated[float, Meta(ge=0)] = 0.0
@@ -44,7 +48,7 @@ class SamplerOptions(_Options):
     top_k: Annotated[int, Meta(ge=0)] = 0
     gumbel: bool = False
     threshold: Probability | None = 0.9
-    tokens_per_step: Positive = 1
+    tokens_per_step: Positive = 2
     block_size: Positive | None = None
     steps: Positive | None = None
 
