@@ -21,7 +21,7 @@ from tests.test_lsp_server import AUTOMATIC, PY, RETURN, inline, insert, open_do
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SLOW = {
     "completion": {"candidates": 4, "maxTokens": 256, "maxLines": 64, "debounceMs": 50, "items": None},
-    "sampler": {"threshold": None},
+    "sampler": {"threshold": None, "tokensPerStep": 1},
 }
 
 
