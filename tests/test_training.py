@@ -227,3 +227,16 @@ def test_train_resume_is_exact_and_ships_a_loadable_model(data_dir, tmp_path):
     assert continued.step == 5 and continued.schedule_start == 4
     log_c = [json.loads(x) for x in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log_c if "loss" in r] == [4, 5]  # the shipped model's history continues
+
+
+def test_validation_rows_do_not_depend_on_the_training_batch_size(data_dir, tmp_path):
+    # A GPU run trains with larger batches; its validation loss must still compare with the shipped model's.
+    torch.set_num_threads(1)
+    frozen = dict(steps=1, eval_every=1, lr=0.0, warmup_steps=1)
+    vals = []
+    for batch_size in (4, 8):
+        run = tmp_path / f"b{batch_size}"
+        loop.train(run, data_dir, dataclasses.replace(TINY, batch_size=batch_size, **frozen))
+        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        vals.append([r["val_loss"] for r in log if "val_loss" in r])
+    assert vals[0] and vals[0] == vals[1]

@@ -6,9 +6,12 @@
 # about 14 MB: under the 16 MB per-file limit) only if it validates better than engine/default_model.
 #
 #   MINUTES=7 bash engine/training/device_run.sh
+# (DEVICE=cpu BATCH=8 MINUTES=0.5 OUT=/tmp/out runs the same steps here, as a check of the script.)
 # then, here: copy the returned model/ over engine/default_model/ and commit it.
 set -euo pipefail
 MINUTES=${MINUTES:-7}
+DEVICE=${DEVICE:-cuda}
+BATCH=${BATCH:-128}
 DATA=${DATA:-.cache/device-data}
 OUT=${OUT:?set OUT to the folder that comes back}
 
@@ -19,6 +22,6 @@ python -m engine.training prepare --data "$DATA" --tokenize-only --tokenizer eng
 # the bar to beat: the shipped model's validation loss
 cp engine/default_model/training.json "$OUT/model/training.json"
 PYTHONUNBUFFERED=1 python -m engine.training train --name gpu --data "$DATA" --init engine/default_model \
-  --device cuda --minutes "$MINUTES" --batch-size 128 --eval-every 100 --ckpt-minutes 60 --ship "$OUT/model" \
+  --device "$DEVICE" --minutes "$MINUTES" --batch-size "$BATCH" --eval-every 100 --ckpt-minutes 60 --ship "$OUT/model" \
   2>&1 | tee "$OUT/train.log"
 cp runs/gpu/log.jsonl "$OUT/log.jsonl"

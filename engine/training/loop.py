@@ -32,6 +32,7 @@ from engine.training.objective import add_noise, add_noise_count, sample_t
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 HEAD_BUCKET = 256
 VAL_SEED = 999  # the held-out batches and their noise are fixed, so validation losses compare across runs
+VAL_BATCH_SIZE = 16  # ... whatever batch size a run trains with (a GPU run's 128 would pick other rows)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         shutil.copy(init / "log.jsonl", run_dir / "log.jsonl")  # the loss curve continues across runs
     model, opt, cfg, state = start(run_dir, cfg, tok.get_vocab_size(), init, device)
     source = batch_source(data_dir, tok, special["eos_id"], cfg, "train", cfg.seed)
-    val_source = batch_source(data_dir, tok, special["eos_id"], cfg, "val", VAL_SEED)
+    val_source = batch_source(data_dir, tok, special["eos_id"], cfg, "val", VAL_SEED, VAL_BATCH_SIZE)
     step_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
     log = open_log(run_dir / "log.jsonl", state.step)
     t_run = t_ckpt = t_prev = time.time()
@@ -316,12 +317,14 @@ def write_log(log, row: dict) -> None:
     log.flush()
 
 
-def batch_source(data_dir: Path, tok, eos_id: int, cfg: TrainConfig, split: str, seed: int) -> BatchSource:
+def batch_source(data_dir: Path, tok, eos_id: int, cfg: TrainConfig, split: str, seed: int,
+                 batch_size: int | None = None) -> BatchSource:
     files = corpus.read(data_dir, split)
     return BatchSource(
         stream=load_stream(data_dir / f"tokens-{split}.bin"),
         infill=InfillSampler(tok, files, eos_id, cfg.seq_len),
-        seq_len=cfg.seq_len, batch_size=cfg.batch_size, infill_fraction=cfg.infill_fraction, seed=seed,
+        seq_len=cfg.seq_len, batch_size=batch_size or cfg.batch_size, infill_fraction=cfg.infill_fraction,
+        seed=seed,
     )
 
 
