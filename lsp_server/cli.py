@@ -49,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,train}")
     serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
     serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
-    serve.add_argument("--stdio", action="store_true", help="stdio (the default; accepted because clients pass it)")
+    serve.add_argument(
+        "--stdio", action="store_true", help="stdio (the default; accepted because clients pass it)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=2087)
     serve.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -77,7 +79,7 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="auto: bfloat16 where the CPU/GPU runs it natively (AMX, AVX512-BF16, CUDA), else float32")
+                   help="auto: bfloat16 where the hardware runs it natively (AMX, AVX512-BF16, CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the CPUs, at most 4)")
     p.add_argument("--options", help="JSON object in the initializationOptions schema")
 

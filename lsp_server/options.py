@@ -56,7 +56,9 @@ class SamplerOptions(_Options):
 class CompletionOptions(_Options):
     max_tokens: Positive = _INFILL.max_tokens
     max_lines: Positive = _INFILL.max_lines
-    context_tokens: Positive = _INFILL.context_tokens
+    # None: CPU_CONTEXT_TOKENS on the CPU, where every forward costs in proportion to the context, else
+    # infill's default (1536); always capped by what the model can see (lsp_server/filler.py)
+    context_tokens: Positive | None = None
     candidates: Positive = _INFILL.candidates
     canvas: Positive | None = (
         None  # initial canvas for every span kind (None: the kind's own); fewer = faster
@@ -76,7 +78,7 @@ class Options(_Options):
         return InfillOptions(
             max_tokens=c.max_tokens,
             max_lines=c.max_lines,
-            context_tokens=c.context_tokens,
+            context_tokens=c.context_tokens or _INFILL.context_tokens,
             candidates=c.candidates,
             canvas=c.canvas,
         )
