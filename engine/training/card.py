@@ -120,7 +120,7 @@ files, forward passes and latency per completion on CPU.
 {eval_table(evals)}
 ## Limitations
 A few million parameters trained on a CPU budget of Python only: the evaluation table above is the honest
-measure of what it can do (at about 19M tokens it rarely reproduces a held-out line exactly). Masked
+measure of what it can do (it rarely reproduces a held-out line exactly). Masked
 diffusion learns more slowly per token than autoregressive training, so quality grows with the tokens that
 continued training adds. Other languages are outside its training data. It is the project's fixed yardstick
 for speed and quality; larger public checkpoints load through the same engine path.
