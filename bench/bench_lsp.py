@@ -83,8 +83,9 @@ def open_doc(client: Client, uri: str, text: str) -> None:
     )
 
 
-def cursors(n: int, seed: int) -> list[tuple[str, int, int]]:
-    """(document text, line, character): a code line cut at a random point, the rest of it deleted."""
+def cursors(n: int, seed: int) -> list[tuple[str, int, int, str]]:
+    """(document text, line, character, deleted text): a code line cut at a random point, the rest of it
+    deleted."""
     rng = random.Random(seed)
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     out = []
@@ -96,8 +97,8 @@ def cursors(n: int, seed: int) -> list[tuple[str, int, int]]:
             continue
         indent = len(lines[row]) - len(lines[row].lstrip())
         col = indent + rng.randrange(4, len(code) - 2)
-        lines[row] = lines[row][:col]
-        out.append(("\n".join(lines), row, col))
+        deleted, lines[row] = lines[row][col:], lines[row][:col]
+        out.append(("\n".join(lines), row, col, deleted))
     return out
 
 
@@ -108,7 +109,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def single_line(client: Client, n: int, seed: int, settle_s: float) -> dict:
     latencies, answered = [], 0
-    for i, (text, line, col) in enumerate(cursors(n, seed)):
+    for i, (text, line, col, _) in enumerate(cursors(n, seed)):
         uri = f"file:///bench/single_{i}.py"
         open_doc(client, uri, text)
         await asyncio.sleep(settle_s)
