@@ -6,7 +6,7 @@
 # about 14 MB: under the 16 MB per-file limit) only if it validates better than engine/default_model.
 #
 #   MINUTES=7 bash engine/training/device_run.sh
-# (DEVICE=cpu BATCH=8 MINUTES=0.5 OUT=/tmp/out runs the same steps here, as a check of the script.)
+# (DEVICE=cpu BATCH=8 MINUTES=0.5 OUT=.cache/device-out runs the same steps here, as a check of the script.)
 # then, here: copy the returned model/ over engine/default_model/ and commit it.
 set -euo pipefail
 MINUTES=${MINUTES:-7}
