@@ -6,6 +6,7 @@ denoised middle.
 
 from engine.errors import Cancelled, CheckpointError
 from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
+from engine.memory import MemoryConfig, RepositoryMemory
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
 
@@ -15,6 +16,8 @@ __all__ = [
     "DiffusionLM",
     "InfillResult",
     "InfillStats",
+    "MemoryConfig",
+    "RepositoryMemory",
     "SamplerConfig",
     "Tokenizer",
     "load_model",

@@ -15,6 +15,8 @@ from engine.tokenizer import SpecialTokens
 
 # (canvas tokens [L], forward index) -> logits for the canvas rows [L, V], already shifted
 LogitsFn = Callable[[Tensor, int], Tensor]
+# (logits [L, V], canvas tokens [L], masked [L]) -> logits [L, V] with outside knowledge mixed in (memory.py)
+Prior = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def shifted_rows(start: int, end: int, shift: bool, offset: int = 0) -> Tensor:
@@ -97,6 +99,7 @@ def denoise(
     cancel: Callable[[], bool] | None = None,
     device: torch.device | str = "cpu",
     stops: frozenset[int] | None = None,
+    prior: Prior | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count.
 
@@ -112,7 +115,10 @@ def denoise(
     while bool(masked.any()):
         if cancel is not None and cancel():
             raise Cancelled()
-        logits, deferred = stop_rules(logits_fn(tokens, forwards), masked, stops)
+        logits = logits_fn(tokens, forwards)
+        if prior is not None:
+            logits = prior(logits, tokens, masked)
+        logits, deferred = stop_rules(logits, masked, stops)
         x0, conf = propose(logits, sampler, generator)
         n_fixed = schedule[min(forwards, len(schedule) - 1)] if schedule else None
         commit = select(conf, eligible_positions(masked, deferred, sampler.block_size), sampler, n_fixed)

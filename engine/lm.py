@@ -14,6 +14,7 @@ from engine.expand import denoise_expand
 from engine.families import Family
 from engine.generate import CanvasLogits, denoise, middle_of
 from engine.load import load_transformer
+from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, recall
 from engine.model import Transformer
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
@@ -43,6 +44,8 @@ class DiffusionLM:
         self.model, self.family, self.tokenizer, self.path = model, family, tokenizer, path
         self.special = tokenizer.special
         self.device = model.embed.weight.device
+        # texts the caller wants remembered (open documents, workspace files), by name; see engine/memory.py
+        self.memory = RepositoryMemory()
 
     @torch.inference_mode()
     def __call__(self, input_ids: Tensor) -> Tensor:
@@ -84,6 +87,7 @@ class DiffusionLM:
         seed: int = 0,
         cancel: Callable[[], bool] | None = None,
         single_line: bool = False,
+        memory: MemoryConfig | None = MemoryConfig(),
     ) -> InfillResult:
         t0 = time.perf_counter()
         sampler = sampler or SamplerConfig()
@@ -101,8 +105,9 @@ class DiffusionLM:
             logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
             # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
             stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
+            prior = self.memory_prior(prefix, suffix, memory) if memory is not None and self.memory else None
             tokens, confs, forwards = denoise(
-                logits_fn, n, self.special, sampler, generator, cancel, self.device, stops
+                logits_fn, n, self.special, sampler, generator, cancel, self.device, stops, prior
             )
             ids, conf = middle_of(tokens, confs, self.special)
         text = self.tokenizer.decode(ids)
@@ -111,6 +116,20 @@ class DiffusionLM:
         ms = (time.perf_counter() - t0) * 1000
         stats = InfillStats(forwards, n / max(forwards, 1), n, ms)
         return InfillResult(text, conf, stats)
+
+
+    def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig) -> MemoryPrior:
+        skip = self.special.stops | {self.special.mask}
+        return MemoryPrior(self.memory.index, memory, prefix, suffix, self.tokenizer.encode_batch,
+                           self.tokenizer.decode, skip)
+
+    def recall(self, prefix: str, suffix: str = "", max_tokens: int = 32, single_line: bool = False,
+               memory: MemoryConfig = MemoryConfig()) -> str:
+        """The repository memory's own guess after `prefix`, without the network (see memory.recall)."""
+        stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
+        ids = recall(self.memory_prior(prefix, suffix, memory), max_tokens, stops)
+        text = self.tokenizer.decode([t for t in ids if t not in self.special.stops])
+        return text.split("\n", 1)[0] if single_line else text
 
 
 def load_model(

@@ -11,7 +11,7 @@ import msgspec
 
 import infill
 
-from .options import ModelOptions, Options, SamplerOptions
+from .options import MemoryOptions, ModelOptions, Options, SamplerOptions
 
 MAX_THREADS = 4
 MIN_CONTEXT = 64  # tokens of context kept even for models with few positions
@@ -44,7 +44,17 @@ def sampler_config(opts: SamplerOptions):
     return SamplerConfig(**msgspec.structs.asdict(opts))
 
 
-def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> infill.Filler:
+def memory_config(opts: MemoryOptions):
+    """engine.MemoryConfig for these options; None when the memory is off."""
+    from engine import MemoryConfig
+
+    if not opts.enabled:
+        return None
+    return MemoryConfig(weight=opts.weight, half_length=opts.half_length, min_length=opts.min_length,
+                        count_prior=opts.count_prior, right=opts.right)
+
+
+def make_filler(model, sampler, cancel: Callable[[], bool] | None = None, memory=None) -> infill.Filler:
     def fill(prefix: str, suffix: str, canvas: int, max_canvas: int, single_line: bool) -> tuple[str, float]:
         r = model.infill(
             prefix,
@@ -54,6 +64,7 @@ def make_filler(model, sampler, cancel: Callable[[], bool] | None = None) -> inf
             sampler=sampler,
             cancel=cancel,
             single_line=single_line,
+            memory=memory,
         )
         return r.text, r.confidence
 
@@ -92,10 +103,17 @@ def complete(
     invoked: bool,
     cancel: Callable[[], bool] | None = None,
     others: tuple[infill.Document, ...] = (),
+    key: str | None = None,
 ) -> infill.Completion | None:
     """infill.complete with this model and options; newlines follow the document's (CRLF stays CRLF) and the
-    replaced range never splits a CRLF."""
-    fill = make_filler(model, sampler_config(options.sampler), cancel)
+    replaced range never splits a CRLF. With the memory on, the document (remembered under `key`, default
+    a name of its own) is cut at the cursor first, so that it is matched against but never completes itself
+    with the text after the cursor."""
+    memory = memory_config(options.memory)
+    if memory is not None:
+        model.memory.index.max_bytes = options.memory.max_megabytes * 2**20
+        model.memory.update(key or "<document>", doc.text, cursor=offset)
+    fill = make_filler(model, sampler_config(options.sampler), cancel, memory)
     budget = context_budget(options, model.model.cfg.max_position_embeddings, model.device.type)
     infill_options = dataclasses.replace(options.infill(), context_tokens=budget)
     c = infill.complete(

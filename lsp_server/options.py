@@ -67,10 +67,25 @@ class CompletionOptions(_Options):
     items: bool | None = True  # serve textDocument/completion; None: only to clients without inlineCompletion
 
 
+class MemoryOptions(_Options):
+    """The repository memory (engine/memory.py): the open documents (and, with `workspace`, the project's
+    source files) matched against the text around the cursor and mixed into the model's choices."""
+
+    enabled: bool = True
+    weight: Annotated[float, Meta(ge=0, lt=1)] = 0.9
+    half_length: Annotated[float, Meta(gt=0)] = 16.0
+    min_length: Positive = 4
+    count_prior: Annotated[float, Meta(ge=0)] = 1.0
+    right: bool = True
+    workspace: bool = True  # also remember the workspace folders' source files of the served languages
+    max_megabytes: Positive = 16
+
+
 class Options(_Options):
     model: ModelOptions = ModelOptions()
     sampler: SamplerOptions = SamplerOptions()
     completion: CompletionOptions = CompletionOptions()
+    memory: MemoryOptions = MemoryOptions()
     languages: dict[str, bool] = msgspec.field(default_factory=dict)  # infill language name -> on/off
 
     def infill(self) -> InfillOptions:

@@ -18,7 +18,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 
-from . import __version__, convert
+from . import __version__, convert, workspace
 from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
 from .documents import OpenDocument
 from .options import Options, merge, parse
@@ -210,6 +210,12 @@ def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
 @server.feature(types.INITIALIZED)
 def initialized(ls: UnmaskServer, params: types.InitializedParams) -> None:
     ls.spawn(ls.load_model())
+    memory = ls.options.memory
+    if memory.enabled and memory.workspace:
+        uris = [f.uri for f in ls.workspace.folders.values()] or [ls.workspace.root_uri or ""]
+        folders = [f for f in map(workspace.folder_of, uris) if f is not None]
+        if folders:
+            ls.worker.index_workspace(folders, source_extensions(ls.options), memory.max_megabytes * 2**20)
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -280,4 +286,10 @@ async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.
 
 @server.feature(STATUS)
 def status(ls: UnmaskServer, params) -> dict:
-    return ls.status.report(ls.options)
+    return ls.status.report(ls.options, ls.worker.memory_report)
+
+
+def source_extensions(options: Options) -> set[str]:
+    from infill.languages import languages
+
+    return {ext for name, spec in languages().items() if options.enabled(name) for ext in spec.extensions}

@@ -40,9 +40,10 @@ class Status:
     def job_done(self) -> None:
         self.running -= 1
 
-    def report(self, options: Options) -> dict:
+    def report(self, options: Options, memory: dict | None = None) -> dict:
         return {
             **asdict(self.model),
+            "memory": memory,
             "latencies_ms": percentiles(self.latencies),
             "requests": dict(self.requests),
             "running": self.running,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import infill
 
-from . import filler
+from . import filler, workspace
 from .cache import Suggestion
 from .options import ModelOptions, Options
 
@@ -26,6 +28,8 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-engine")
         self.model = None
         self._docs: dict[str, infill.Document] = {}  # engine thread only; most recently edited last
+        self._memory = None  # engine.RepositoryMemory, engine thread only (created there: it imports torch)
+        self.memory_report: dict = {"sources": 0, "bytes": 0, "max_bytes": 0, "update_ms": None}
 
     def open(self, uri: str, text: str, language: str) -> None:
         self._submit_logged(self._open, uri, text, language)
@@ -34,7 +38,7 @@ class Worker:
         self._submit_logged(self._edit, uri, start, end, text)
 
     def close(self, uri: str) -> None:
-        self._submit_logged(self._docs.pop, uri, None)
+        self._submit_logged(self._close, uri)
 
     def load(self, opts: ModelOptions) -> Future:
         """Future of the loaded model's description (see filler.describe)."""
@@ -49,21 +53,63 @@ class Worker:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def index_workspace(self, folders: list[Path], extensions: set[str], budget: int) -> threading.Thread:
+        """Read the folders' source files on a thread of their own and remember them on the engine thread,
+        a batch at a time, so completions are never queued behind the whole workspace."""
+        def scan() -> None:
+            found = list(workspace.source_files(folders, extensions, budget))
+            found.reverse()  # the most recently modified last: the memory evicts the least recent first
+            for i in range(0, len(found), 64):
+                batch = [(path.resolve().as_uri(), text) for path, text in found[i : i + 64]]
+                self._submit_logged(self._remember_files, batch)
+
+        thread = threading.Thread(target=scan, name="unmask-workspace", daemon=True)
+        thread.start()
+        return thread
+
     def _submit_logged(self, fn, *args) -> None:
         self._pool.submit(fn, *args).add_done_callback(_log_failure)
+
+    def _memory_here(self):
+        if self._memory is None:
+            from engine import RepositoryMemory
+
+            self._memory = RepositoryMemory()
+        return self._memory
+
+    def _remember(self, key: str, text: str | None) -> None:
+        self._memory_here()
+        t0 = time.perf_counter()
+        if text is None:
+            self._memory.remove(key)
+        else:
+            self._memory.update(key, text)
+        self.memory_report = {**self._memory.report(), "update_ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+    def _remember_files(self, batch: list[tuple[str, str]]) -> None:
+        for key, text in batch:
+            if key not in self._docs:  # an open document's text is newer than the file's
+                self._remember(key, text)
 
     def _open(self, uri: str, text: str, language: str) -> None:
         self._docs.pop(uri, None)
         self._docs[uri] = infill.Document(text, language)
+        self._remember(uri, text)
 
     def _edit(self, uri: str, start: int, end: int, text: str) -> None:
         doc = self._docs.pop(uri)
         doc.apply_edit(start, end, text)
         self._docs[uri] = doc
+        self._remember(uri, doc.text)
+
+    def _close(self, uri: str) -> None:
+        # the memory keeps the last text: a closed file is still part of the project
+        self._docs.pop(uri, None)
 
     def _load(self, opts: ModelOptions) -> dict:
         self.model = None  # free the old weights before loading the new ones
         self.model = filler.load(opts)
+        self.model.memory = self._memory_here()  # what the documents and the workspace taught survives a reload
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
         return filler.describe(self.model)
 
@@ -83,6 +129,7 @@ class Worker:
                 invoked=invoked,
                 cancel=cancel.is_set,
                 others=others[:MAX_OTHERS],
+                key=uri,
             )
         except Cancelled:
             return CANCELLED

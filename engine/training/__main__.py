@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from engine.load import native_bf16
 from engine.training import corpus, export, loop, prepare
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "default_model"
@@ -50,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
                     help="write the model here whenever validation beats what is there (default folder: "
                          "engine/default_model)")
     tr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    tr.add_argument("--no-bf16", action="store_true")
+    tr.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="auto: bf16 autocast where the hardware runs it natively (AMX, AVX512-BF16, CUDA), else fp32")
+    tr.add_argument("--objective", choices=("diffusion", "ar"),
+                    help="ar: causal next-token pretraining, to adapt to diffusion afterwards with --init")
     tr.add_argument("--compile", action="store_true")
     tr.add_argument("--estimator", choices=("bernoulli", "count"), default="bernoulli",
                     help="how the ELBO is sampled (see engine/training/objective.py)")
@@ -85,15 +89,27 @@ def cmd_prepare(args) -> int:
 def cmd_train(args) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     given = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    cfg = dataclasses.replace(loop.TrainConfig(), **given, bf16=not args.no_bf16, compile=args.compile,
+    if args.objective is not None:
+        given["objective"] = args.objective
+    bf16 = native_bf16(device) if args.dtype == "auto" else args.dtype == "bf16"
+    cfg = dataclasses.replace(loop.TrainConfig(), **given, bf16=bf16, compile=args.compile,
                               estimator=args.estimator)
+    if args.ship is not None and cfg.objective != "diffusion":
+        print("--ship needs the diffusion objective: an autoregressive phase is not a diffusion model yet",
+              file=sys.stderr)
+        return 2
     run_dir = Path("runs") / args.name
     ship = None
     if args.ship is not None:
         def ship(model, cfg, state, metrics):
             if export.ship_if_better(model, args.ship, args.data, run_dir, cfg, state, metrics):
                 print(f"shipped step {state.step} (val {metrics['val_loss']:.4f}) to {args.ship}", flush=True)
-    state = loop.train(run_dir, args.data, cfg, init=args.init, device=device, max_minutes=args.minutes, ship=ship)
+    try:
+        state = loop.train(run_dir, args.data, cfg, init=args.init, device=device, max_minutes=args.minutes,
+                           ship=ship, given=tuple(given))
+    except loop.ResumeConflict as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(json.dumps(dataclasses.asdict(state)))
     return 0
 
@@ -106,7 +122,8 @@ def cmd_export(args) -> int:
     cfg, state = loop.load_state(ckpt)
     model = loop.load_model(ckpt, "cpu")
     source = loop.batch_source(args.data, export.bpe.load(args.data / "tokenizer.json"),
-                               export.special_for(args.data)["eos_id"], cfg, "val", loop.VAL_SEED)
+                               export.special_for(args.data)["eos_id"], cfg, "val", loop.VAL_SEED,
+                               loop.VAL_BATCH_SIZE)
     metrics = loop.validate(model, source, export.special_for(args.data)["mask_id"], cfg, "cpu")
     if args.force:
         export.ship(model, args.out, args.data, args.run, cfg, state, metrics)

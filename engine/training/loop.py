@@ -57,15 +57,19 @@ class TrainConfig:
     val_batches: int = 8
     ckpt_minutes: float = 10.0
     threads: int = 0  # 0: leave torch's default
-    bf16: bool = True
+    bf16: bool = True  # the CLI sets it from the hardware: bf16 autocast is 2x faster or 6x slower by CPU
     compile: bool = False
     estimator: str = "bernoulli"  # "bernoulli": t ~ U, masks ~ Bernoulli(t); "count": k ~ U{1..L} masked
+    # "diffusion": the masked-diffusion ELBO; "ar": causal attention, next-token loss at every position, as
+    # pretraining before adaptation (the shifted head already reads output i - 1 for token i)
+    objective: str = "diffusion"
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(
             vocab_size=vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
             num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
-            max_position_embeddings=self.seq_len,  # the engine cuts context to what was trained qkv_bias=True, shift=True, family="dream",
+            max_position_embeddings=self.seq_len,  # the engine cuts context to what was trained
+            qkv_bias=True, shift=True, family="dream",
         )
 
 
@@ -92,14 +96,33 @@ def lr_at(cfg: TrainConfig, step: int, start: int, elapsed_frac: float = 0.0) ->
     return cfg.lr * (1.0 - (1.0 - cfg.min_lr_ratio) * frac)
 
 
-def hidden_states(model: Transformer, ids: Tensor) -> Tensor:
+def hidden_states(model: Transformer, ids: Tensor, causal: bool = False) -> Tensor:
     # the forward pass without the head: [B, T] -> [B, T, H]
     positions = torch.arange(ids.shape[1], device=ids.device)
     cos, sin = rope_tables(positions, model.cfg.head_dim, model.cfg.rope_theta)
     x = model.embed(ids)
     for block in model.layers:
-        x = block(x, cos, sin, 0, None, False)
+        x = block(x, cos, sin, 0, None, causal)
     return model.norm(x)
+
+
+def ar_loss(model: Transformer, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Mean next-token loss and per-row losses [B] with causal attention: output i - 1 predicts token i at
+    every maskable position, through the same shifted head the diffusion objective trains."""
+    h = hidden_states(model, batch.ids, causal=True)
+    logits = model.head(h[:, :-1])  # [B, T-1, V]
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch.ids[:, 1:].flatten(),
+                                           reduction="none").view(batch.ids.shape[0], -1)
+    scored = batch.maskable[:, 1:].float()
+    per_row = (ce * scored).sum(1) / scored.sum(1).clamp(min=1)
+    return per_row.mean(), per_row.detach()
+
+
+def step_loss(model: Transformer, batch: Batch, mask_id: int, generator: torch.Generator,
+              cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    if cfg.objective == "ar":
+        return ar_loss(model, batch)
+    return batch_loss(model, batch, mask_id, generator, cfg.estimator)
 
 
 def batch_loss(model: Transformer, batch: Batch, mask_id: int, generator: torch.Generator,
@@ -143,7 +166,8 @@ def validate(model: Transformer, source: BatchSource, mask_id: int, cfg: TrainCo
     plain, infill = [], []
     for k in range(cfg.val_batches):
         with autocast(cfg, device):
-            _, rows = batch_loss(model, to_device(source.batch(k), device), mask_id, noise_generator(VAL_SEED, k))
+            _, rows = step_loss(model, to_device(source.batch(k), device), mask_id, noise_generator(VAL_SEED, k),
+                                cfg)
         plain.append(rows[:n_plain])
         infill.append(rows[n_plain:])
     model.train()
@@ -200,28 +224,68 @@ def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=False)
 
 
-def hardware(device: str) -> str:
+def hardware(device: str, bf16: bool = True) -> str:
+    dtype = "bf16 autocast" if bf16 else "fp32"
     if device == "cuda":
-        return torch.cuda.get_device_name()
-    return f"CPU x{torch.get_num_threads()} threads ({os.cpu_count()} cores visible)"
+        return f"{torch.cuda.get_device_name()}, {dtype}"
+    return f"{cpu_name()} x{torch.get_num_threads()} threads ({os.cpu_count()} cores visible), {dtype}"
+
+
+def cpu_name() -> str:
+    """The CPU model and its bf16 instructions, from /proc/cpuinfo (\"CPU\" where it cannot be read)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{model} ({', '.join(native) if native else 'no native bf16'})"
+
+
+# options a resumed run takes from the command line; the others fix its data order or shapes
+RESUMABLE = ("steps", "ckpt_minutes", "threads", "eval_every", "compile", "estimator", "lr", "warmup_steps",
+             "decay_fraction", "val_batches", "bf16")
+
+
+class ResumeConflict(ValueError):
+    pass
 
 
 # ---------------------------------------------------------------- the loop
 
-def start(run_dir: Path, cfg: TrainConfig, vocab_size: int, init: Path | None, device: str):
+def resumed_config(saved: TrainConfig, cfg: TrainConfig, given: tuple[str, ...], run_dir: Path) -> TrainConfig:
+    """The saved config with the options given on this command line applied; an option that would change the
+    data order or the model's shape is refused rather than silently dropped."""
+    for name in given:
+        if name not in RESUMABLE and getattr(cfg, name) != getattr(saved, name):
+            raise ResumeConflict(
+                f"{run_dir}: {name} is {getattr(saved, name)!r} in this run, not {getattr(cfg, name)!r}; "
+                f"resuming cannot change it (start a new run with --init {run_dir / 'ckpt'})")
+    keep = {"steps", "ckpt_minutes", "threads", "eval_every", "compile", "estimator", "bf16"}
+    return dataclasses.replace(saved, **{k: getattr(cfg, k) for k in keep | (set(given) & set(RESUMABLE))})
+
+
+def init_state(init: Path) -> TrainState:
+    # a shipped model folder keeps its counters in training.json, a run's checkpoint in state.json
+    path = init / "training.json" if (init / "training.json").exists() else init / "state.json"
+    return TrainState(**json.loads(path.read_text())["state"])
+
+
+def start(run_dir: Path, cfg: TrainConfig, vocab_size: int, init: Path | None, device: str,
+          given: tuple[str, ...] = ()):
     """(model, optimizer, cfg, state): resumed from run_dir/ckpt if present; else from `init` (a shipped model
-    folder with training.json: weights and counters, fresh optimizer); else from scratch."""
+    folder with training.json, or a run's ckpt/: weights and counters, fresh optimizer); else from scratch."""
     ckpt = run_dir / "ckpt"
     if ckpt.exists():
         saved, state = load_state(ckpt)
-        cfg = dataclasses.replace(saved, steps=cfg.steps, ckpt_minutes=cfg.ckpt_minutes, threads=cfg.threads,
-                                  eval_every=cfg.eval_every, compile=cfg.compile, estimator=cfg.estimator)
+        cfg = resumed_config(saved, cfg, given, run_dir)
         model = load_model(ckpt, device)
         opt = make_optimizer(model, cfg)
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
     elif init is not None:
         model = load_model(init, device)
-        state = TrainState(**json.loads((init / "training.json").read_text())["state"])
+        state = init_state(init)
         state.schedule_start, state.best_val = state.step, math.inf
         opt = make_optimizer(model, cfg)
     else:
@@ -230,13 +294,14 @@ def start(run_dir: Path, cfg: TrainConfig, vocab_size: int, init: Path | None, d
         init_weights(model)
         state, opt = TrainState(), make_optimizer(model, cfg)
     assert model.cfg.vocab_size == vocab_size, f"tokenizer has {vocab_size} tokens, the model {model.cfg.vocab_size}"
-    if hardware(device) not in state.hardware:
-        state.hardware.append(hardware(device))
+    if hardware(device, cfg.bf16) not in state.hardware:
+        state.hardware.append(hardware(device, cfg.bf16))
     return model, opt, cfg, state
 
 
 def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None = None, device: str = "cpu",
-          max_minutes: float | None = None, ship=None, log_every: int = 10) -> TrainState:
+          max_minutes: float | None = None, ship=None, log_every: int = 10, given: tuple[str, ...] = ()
+          ) -> TrainState:
     """Train until cfg.steps or max_minutes, logging to run_dir/log.jsonl and checkpointing to run_dir/ckpt.
     `ship(model, cfg, state, metrics)` is called when this run's validation loss improves."""
     if cfg.threads:
@@ -248,10 +313,10 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
                "bos_id": ids["bos_token_id"]}
     if init is not None and not (run_dir / "log.jsonl").exists() and (init / "log.jsonl").exists():
         shutil.copy(init / "log.jsonl", run_dir / "log.jsonl")  # the loss curve continues across runs
-    model, opt, cfg, state = start(run_dir, cfg, tok.get_vocab_size(), init, device)
+    model, opt, cfg, state = start(run_dir, cfg, tok.get_vocab_size(), init, device, given)
     source = batch_source(data_dir, tok, special["eos_id"], cfg, "train", cfg.seed)
     val_source = batch_source(data_dir, tok, special["eos_id"], cfg, "val", VAL_SEED, VAL_BATCH_SIZE)
-    step_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
+    step_fn = torch.compile(step_loss) if cfg.compile else step_loss
     log = open_log(run_dir / "log.jsonl", state.step)
     t_run = t_ckpt = t_prev = time.time()
     train_s, tokens_log = 0.0, 0
@@ -265,8 +330,7 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(cfg, device):
-            loss, _ = step_fn(model, batch, special["mask_id"], noise_generator(cfg.seed, state.data_step),
-                              cfg.estimator)
+            loss, _ = step_fn(model, batch, special["mask_id"], noise_generator(cfg.seed, state.data_step), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -300,7 +364,7 @@ def evaluate(model, val_source, mask_id: int, cfg: TrainConfig, state: TrainStat
     write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics})
     if metrics["val_loss"] < state.best_val:
         state.best_val = metrics["val_loss"]
-        if ship is not None:
+        if ship is not None and cfg.objective == "diffusion":
             ship(model, cfg, state, metrics)
 
 

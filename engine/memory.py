@@ -1,0 +1,369 @@
+"""Repository memory: unbounded-n matches against remembered texts, mixed into the denoiser's distribution.
+
+Code repeats inside a project (identifiers, call patterns, whole lines); a small network cannot memorize a
+project it has never seen, an index can. At a masked position whose left neighbour is known, the memory
+finds the longest suffix of the known text before it that occurs in the remembered texts (infini-gram's
+backoff to the longest matching context), tokenizes what followed each occurrence, and counts the first
+tokens: count(context + token) / count(context). Mirrored, the known text right of a position votes for the
+token that preceded its occurrences.
+
+Matching is on UTF-8 bytes, not token ids: the prefix of an infill ends where the cursor is, mid-word or
+after an indentation, and tokenizes differently from the same text inside a file ("\\n", "        " versus
+"\\n", "       ", " bu"), so a token-level index would miss exactly the matches that matter. The continuations
+are tokenized the way the canvas is (separately from the context), so the votes are in the canvas's tokens.
+
+Texts are kept as one bytes object per source, joined by a byte that never occurs in UTF-8 (0xFF); an edit
+replaces one source (no index to rebuild), and a search is a handful of `bytes.find` calls: the longest
+match length by binary search (a suffix that occurs implies every shorter one occurs), then its occurrences.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SEP = b"\xff"  # between sources and at a cursor; never in UTF-8, so no match crosses it
+CONTINUATION_BYTES = 48  # text taken after (or before) an occurrence to tokenize for the vote
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How the memory's counts are mixed into the model's probabilities at a masked position:
+    p = (1 - w) * p_model + w * p_memory, with w = weight * n^2 / (n^2 + half_length^2) * c / (c + k) for a
+    match of n bytes seen c times; a left and a right match each get their own w, summing to at most
+    `weight`."""
+
+    weight: float = 0.9
+    half_length: float = 16.0  # match length (bytes) at which w reaches half of `weight`
+    min_length: int = 4  # shorter matches say little about code
+    count_prior: float = 1.0  # k: how much a match seen once is trusted less than one seen often
+    max_length: int = 256
+    max_occurrences: int = 64  # counted per match: the most recently remembered first
+    right: bool = True  # also match the known canvas tokens right of a masked position
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight < 1:
+            raise ValueError(f"MemoryConfig.weight must be in [0, 1), got {self.weight!r}")
+        if self.half_length <= 0:
+            raise ValueError(f"MemoryConfig.half_length must be > 0, got {self.half_length!r}")
+        if not 1 <= self.min_length <= self.max_length:
+            raise ValueError("MemoryConfig needs 1 <= min_length <= max_length")
+        if self.max_occurrences < 1:
+            raise ValueError(f"MemoryConfig.max_occurrences must be >= 1, got {self.max_occurrences!r}")
+
+    def mix_weight(self, length: int, count: int) -> float:
+        if length < self.min_length or count == 0:
+            return 0.0
+        return (
+            self.weight * length**2 / (length**2 + self.half_length**2) * count / (count + self.count_prior)
+        )
+
+
+@dataclass(frozen=True)
+class Match:
+    length: int  # bytes matched
+    at: tuple[
+        int, ...
+    ]  # per occurrence: where what follows it starts (left match) or where it starts (right)
+    data: bytes = b""  # the joined memory the positions refer to
+
+    @property
+    def count(self) -> int:
+        return len(self.at)
+
+    def following(self) -> list[bytes]:
+        return [self.data[a : a + CONTINUATION_BYTES].split(SEP)[0] for a in self.at]
+
+    def preceding(self) -> list[bytes]:
+        return [self.data[max(0, a - CONTINUATION_BYTES) : a].split(SEP)[-1] for a in self.at]
+
+    def extend(self, piece: bytes) -> Match:
+        """The occurrences of this (left) match that `piece` follows, as a match of the longer context."""
+        at = tuple(a + len(piece) for a in self.at if self.data.startswith(piece, a))
+        return Match(self.length + len(piece), at, self.data) if at else NO_MATCH
+
+
+NO_MATCH = Match(0, ())
+
+
+class TextIndex:
+    """Remembered texts by source name, with a size bound; longest-match queries over all of them."""
+
+    def __init__(self, max_bytes: int = 16 * 2**20):
+        self.max_bytes = max_bytes
+        self._sources: dict[str, bytes] = {}  # least recently updated first
+        self._joined: bytes | None = None
+        self._rest: bytes | None = None  # all but the most recently updated source, joined
+        self._blind = (0, 0)  # bytes of the newest source that no continuation may start in
+
+    def set(self, key: str, data: bytes, blind: tuple[int, int] = (0, 0)) -> None:
+        self._blind = blind
+        if not self._sources or next(reversed(self._sources)) != key:
+            self._rest = None  # typing in the same document keeps the rest as it is
+        self._sources.pop(key, None)
+        self._sources[key] = data
+        self._joined = None
+        while self.size > self.max_bytes and len(self._sources) > 1:
+            del self._sources[next(iter(self._sources))]  # evict the least recently updated source
+            self._rest = None
+
+    def remove(self, key: str) -> None:
+        if self._sources.pop(key, None) is not None:
+            self._joined = self._rest = None
+
+    def clear(self) -> None:
+        self._sources.clear()
+        self._joined = self._rest = None
+
+    def keys(self) -> list[str]:
+        return list(self._sources)
+
+    @property
+    def size(self) -> int:
+        return sum(len(d) for d in self._sources.values())
+
+    def joined(self) -> bytes:
+        # the most recently updated source (usually the document being edited) comes first, so that capped
+        # occurrence lists favour it
+        if self._joined is None:
+            if self._rest is None:
+                self._rest = SEP.join(list(self._sources.values())[-2::-1])
+            last = next(reversed(self._sources.values()), b"")
+            self._joined = SEP + last + SEP + self._rest + SEP
+        return self._joined
+
+    def blind(self) -> range:
+        # in joined(): the newest source starts at 1
+        return range(self._blind[0] + 1, self._blind[1] + 1)
+
+    def match_left(self, context: bytes, cfg: MemoryConfig) -> Match:
+        """The longest suffix of `context` in memory that something follows (an occurrence right before a
+        separator, such as the context itself at a cursor, has nothing to say), with its occurrences."""
+        data = self.joined()
+        context = context[-cfg.max_length :].split(SEP)[-1]
+        blind = self.blind()
+        occurrences = lambda k, limit=1: _find_all(data, context[len(context) - k :], +1, limit, blind)  # noqa: E731
+        n = _longest(occurrences, len(context))
+        if n == 0:
+            return NO_MATCH
+        return Match(n, tuple(a + n for a in occurrences(n, cfg.max_occurrences)), data)
+
+    def match_right(self, context: bytes, cfg: MemoryConfig) -> Match:
+        """The longest prefix of `context` in memory that something precedes, with its occurrences."""
+        data = self.joined()
+        context = context[: cfg.max_length].split(SEP)[0]
+        occurrences = lambda k, limit=1: _find_all(data, context[:k], -1, limit)  # noqa: E731
+        n = _longest(occurrences, len(context))
+        if n == 0:
+            return NO_MATCH
+        return Match(n, tuple(occurrences(n, cfg.max_occurrences)), data)
+
+
+def _find_all(data: bytes, needle: bytes, side: int, limit: int, blind: range = range(0)) -> list[int]:
+    # starts of up to `limit` occurrences of needle with a byte other than SEP after it (side +1) or before it;
+    # with side +1, none whose continuation starts in `blind`
+    out, at = [], data.find(needle)
+    while at >= 0 and len(out) < limit:
+        neighbour = data[at + len(needle)] if side > 0 else data[at - 1]
+        if neighbour != SEP[0] and (at + len(needle)) not in blind:
+            out.append(at)
+        at = data.find(needle, at + 1)
+    return out
+
+
+def _longest(occurrences: Callable[[int], list[int]], limit: int) -> int:
+    # the largest k <= limit with an occurrence of length k: monotone, a match of k holds one of k - 1
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if occurrences(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class RepositoryMemory:
+    """Texts by name (open documents, workspace files). With `cursor`, a text is cut there (a separator
+    between the two sides), so a completion never matches the code it completes against the text that
+    follows the cursor in the same document; and no continuation is taken from the line before the cursor's,
+    the rest of the cursor's line or the line after it: a completion would only duplicate a neighbour."""
+
+    def __init__(self, max_bytes: int = 16 * 2**20):
+        self.index = TextIndex(max_bytes)
+
+    def update(self, key: str, text: str, cursor: int | None = None) -> None:
+        if cursor is not None:
+            cursor = max(0, min(cursor, len(text)))
+            left, right = text[:cursor].encode("utf-8", "replace"), text[cursor:].encode("utf-8", "replace")
+            line = left.rfind(b"\n")
+            start = left.rfind(b"\n", 0, max(line, 0)) + 1 if line >= 0 else 0  # the line before the cursor's
+            first = right.find(b"\n")
+            second = right.find(b"\n", first + 1) if first >= 0 else -1
+            end = len(left) + 1 + (len(right) if second < 0 else second)
+            self.index.set(key, left + SEP + right, blind=(start, end))
+        else:
+            self.index.set(key, text.encode("utf-8", "replace"))
+
+    def remove(self, key: str) -> None:
+        self.index.remove(key)
+
+    def __bool__(self) -> bool:
+        return self.index.size > 0
+
+    def report(self) -> dict:
+        return {
+            "sources": len(self.index.keys()),
+            "bytes": self.index.size,
+            "max_bytes": self.index.max_bytes,
+        }
+
+
+class MemoryPrior:
+    """The denoiser's hook (engine.generate.Prior): mixes memory votes into the canvas logits.
+
+    `prefix` and `suffix` are the texts around the canvas; `encode`/`decode` are the model's tokenizer;
+    `skip` are token ids the memory never votes for (specials)."""
+
+    def __init__(
+        self,
+        index: TextIndex,
+        cfg: MemoryConfig,
+        prefix: str,
+        suffix: str,
+        encode: Callable[[list[str]], list[list[int]]],
+        decode: Callable[[list[int]], str],
+        skip: frozenset[int],
+    ):
+        self.index, self.cfg, self.encode, self.decode, self.skip = index, cfg, encode, decode, skip
+        self.prefix = prefix.encode("utf-8", "replace")[-cfg.max_length :]
+        self.suffix = suffix.encode("utf-8", "replace")[: cfg.max_length]
+        # per completion: a context's match and vote (a chain step extends the match of the step before)
+        self._matches: dict[tuple[str, bytes], Match] = {}
+        self._votes: dict[tuple[str, bytes], Counter] = {}
+
+    def __call__(self, logits: Tensor, canvas: Tensor, masked: Tensor) -> Tensor:
+        length = canvas.shape[0]
+        known = [not bool(x) for x in masked]
+        ids = canvas.tolist()
+        votes: dict[int, list[tuple[float, Counter]]] = {}
+        for p in range(length):
+            if known[p] or not (p == 0 or known[p - 1]):
+                continue
+            # a run of masks with a known left neighbour: follow the memory's most frequent continuation
+            # along the run, so a remembered line can be committed in one forward, not one token per forward
+            q = p
+            while q > 0 and known[q - 1] and ids[q - 1] not in self.skip:
+                q -= 1
+            left = (self.prefix if q == 0 else b"") + self.decode(ids[q:p]).encode("utf-8", "replace")
+            context, parent = left, None
+            for r in range(p, length):
+                if known[r]:
+                    break
+                w, counts = self.vote("left", context, parent)
+                if w == 0:
+                    break
+                votes.setdefault(r, []).append((w, counts))
+                piece = self.decode([counts.most_common(1)[0][0]]).encode("utf-8", "replace")
+                context, parent = context + piece, (context, piece)
+        if self.cfg.right:
+            for p in range(length - 1):
+                if known[p] or not known[p + 1] or ids[p + 1] in self.skip:
+                    continue
+                q = p + 1
+                while q < length and known[q] and ids[q] not in self.skip:
+                    q += 1
+                votes.setdefault(p, []).append(
+                    self.vote("right", self.decode(ids[p + 1 : q]).encode("utf-8", "replace"))
+                )
+        return self.mix(logits, votes) if votes else logits
+
+    def mix(self, logits: Tensor, votes: dict[int, list[tuple[float, Counter]]]) -> Tensor:
+        out, v = logits.clone(), logits.shape[-1]
+        for p, pv in votes.items():
+            total = sum(w for w, _ in pv)
+            if total == 0:
+                continue
+            scale = min(1.0, self.cfg.weight / total)
+            probs = torch.softmax(logits[p].float(), -1)
+            mix = probs * (1.0 - scale * total)
+            for w, counts in pv:
+                dist = torch.zeros(v, device=mix.device)
+                tokens = [t for t in counts if t < v]
+                dist[tokens] = torch.tensor([float(counts[t]) for t in tokens], device=mix.device)
+                mix += scale * w * dist / dist.sum()
+            out[p] = torch.log(mix.clamp_min(1e-30)).to(out.dtype)
+        return out
+
+    def vote(
+        self, side: str, context: bytes, parent: tuple[bytes, bytes] | None = None
+    ) -> tuple[float, Counter]:
+        """(mix weight, counts of the token voted for) for a left or right context. `parent` (a shorter left
+        context and the bytes added to it) lets a chain extend the match found one step before instead of
+        searching the whole memory again."""
+        key = (side, context)
+        if key not in self._matches:
+            m = NO_MATCH
+            if parent is not None and ("left", parent[0]) in self._matches:
+                m = self._matches["left", parent[0]].extend(parent[1])
+            if m.count == 0:
+                find = self.index.match_left if side == "left" else self.index.match_right
+                m = find(context, self.cfg)
+            self._matches[key] = m
+            self._votes[key] = self.count(m, side)
+        counts = self._votes[key]
+        return self.cfg.mix_weight(
+            self._matches[key].length, self._matches[key].count if counts else 0
+        ), counts
+
+    def count(self, m: Match, side: str) -> Counter:
+        """Votes per token. A left occurrence whose line is followed by what follows the cursor's line
+        (the suffix from its first newline) is the likelier one: it weighs 1 + the bytes that agree."""
+        texts = [t.decode("utf-8", "ignore") for t in (m.following() if side == "left" else m.preceding())]
+        distinct = sorted({t for t in texts if t})
+        first = {}
+        for text, ids in zip(distinct, self.encode(distinct) if distinct else []):
+            ids = [i for i in ids if i not in self.skip]
+            if ids:
+                first[text] = ids[0] if side == "left" else ids[-1]
+        votes: Counter = Counter()
+        for a, t in zip(m.at, texts):
+            if t in first:
+                votes[first[t]] += 1 + (self.agreement(m.data, a) if side == "left" else 0)
+        return votes
+
+    def agreement(self, data: bytes, at: int) -> int:
+        # common prefix of the text after the occurrence's line and the text after the cursor's line
+        nl = self.suffix.find(b"\n")
+        end = data.find(b"\n", at, at + 4 * CONTINUATION_BYTES)
+        if nl < 0 or end < 0:
+            return 0
+        theirs, ours = data[end : end + CONTINUATION_BYTES], self.suffix[nl : nl + CONTINUATION_BYTES]
+        n = 0
+        for x, y in zip(theirs, ours):
+            if x != y:
+                break
+            n += 1
+        return n
+
+
+def recall(prior: MemoryPrior, max_tokens: int, stops: frozenset[int]) -> list[int]:
+    """The memory's own guess, no network: left to right, the most frequent voted token while the match is
+    at least min_length long, until a stop token or max_tokens."""
+    out: list[int] = []
+    context, parent = prior.prefix, None
+    while len(out) < max_tokens:
+        weight, counts = prior.vote("left", context, parent)
+        if weight == 0:
+            break
+        token = counts.most_common(1)[0][0]
+        out.append(token)
+        if token in stops:
+            break
+        piece = prior.decode([token]).encode("utf-8", "replace")
+        context, parent = context + piece, (context, piece)
+    return out

@@ -1,0 +1,121 @@
+"""The repository memory: longest matches over remembered texts, the cut at a cursor, the size bound, and its
+mixture with a (random) network in the denoiser."""
+
+import pytest
+import torch
+
+import engine
+from engine.memory import MemoryConfig, RepositoryMemory, TextIndex
+
+CFG = MemoryConfig()
+PROJECT = (
+    "def area(rect):\n    return rect.width * rect.height\n\n"
+    "def perimeter(rect):\n    return 2 * (rect.width + rect.height)\n"
+)
+
+
+def test_left_match_is_the_longest_suffix_and_lists_what_followed():
+    index = TextIndex()
+    index.set("a", b"x = compute(alpha)\ny = compute(beta)\n")
+    m = index.match_left(b"zzz = compute(", CFG)
+    assert m.length == len(b" = compute(")
+    assert sorted(m.following()) == [b"alpha)\ny = compute(beta)\n", b"beta)\n"]
+    assert index.match_left(b"qqqq", CFG).count == 0
+
+
+def test_right_match_lists_what_preceded():
+    index = TextIndex()
+    index.set("a", b"total = price * count\n")
+    m = index.match_right(b" * count\nreturn", CFG)
+    assert m.length == len(b" * count\n")
+    assert m.preceding() == [b"total = price"]
+
+
+def test_a_match_never_crosses_sources_or_continues_into_a_separator():
+    index = TextIndex()
+    index.set("a", b"first part")
+    index.set("b", b"second")
+    # "part" ends source a, so nothing follows it there; only "t" of "firs|t" has a continuation
+    assert index.match_left(b"part", CFG).length == 1
+    assert index.match_left(b"partsecond", CFG).length < len(b"partsecond")
+
+
+def test_the_document_cut_at_the_cursor_does_not_complete_itself():
+    memory = RepositoryMemory()
+    text = "value = load()\nother = 1\nvalue = "
+    memory.update("doc", text + "\nprint(value)\n", cursor=len(text))
+    m = memory.index.match_left(text.encode(), CFG)
+    # the whole prefix occurs only right before the cut; the longest useful match is the earlier line
+    assert m.length == len(b"value = ")
+    assert m.following() == [b"load()\nother = 1\nvalue = "]
+
+
+def test_an_edit_replaces_the_source_so_deleted_code_is_forgotten():
+    memory = RepositoryMemory()
+    memory.update("doc", "secret_token = 42\n")
+    assert memory.index.match_left(b"secret_", CFG).count == 1
+    memory.update("doc", "nothing here\n")
+    assert memory.index.match_left(b"secret_", CFG).count == 0
+
+
+def test_the_size_bound_evicts_the_least_recently_updated_source():
+    memory = RepositoryMemory(max_bytes=25)
+    memory.update("old", "a" * 10)
+    memory.update("new", "b" * 10)
+    memory.update("old", "c" * 10)  # updated again: now the newest
+    memory.update("third", "d" * 10)
+    assert set(memory.index.keys()) == {"old", "third"}
+    assert memory.report()["bytes"] <= 25
+
+
+def test_mix_weight_grows_with_length_and_count():
+    cfg = MemoryConfig(weight=0.9, half_length=8, min_length=4)
+    assert cfg.mix_weight(3, 10) == 0  # below min_length
+    assert cfg.mix_weight(8, 1) < cfg.mix_weight(32, 1) < 0.9
+    assert cfg.mix_weight(16, 1) < cfg.mix_weight(16, 5)
+    with pytest.raises(ValueError, match="weight"):
+        MemoryConfig(weight=1.0)
+
+
+@pytest.fixture()
+def lm(tiny_checkpoint):
+    return engine.load_model(tiny_checkpoint)
+
+
+def test_the_prior_votes_for_the_remembered_continuation(lm):
+    lm.memory.update("project", PROJECT)
+    prefix = "def volume(rect, depth):\n    return rect.width * "
+    prior = lm.memory_prior(prefix, "\n", MemoryConfig(weight=0.99))
+    canvas = torch.full((4,), lm.special.mask)
+    masked = torch.ones(4, dtype=torch.bool)
+    logits = torch.zeros(4, lm.tokenizer.vocab_size)
+    out = prior(logits, canvas, masked)
+    first = lm.tokenizer.encode("rect.height")[0]
+    assert int(out[0].argmax()) == first
+    assert torch.equal(out[3], logits[3]) or int(out[3].argmax()) != first  # only the chain is touched
+
+
+def test_fused_infill_completes_a_line_the_project_holds_and_the_network_alone_does_not(lm):
+    prefix = "def volume(rect, depth):\n    return rect.width * "
+    lm.memory.update("project", PROJECT)
+    fused = lm.infill(prefix, "\n", canvas=20, single_line=True, memory=MemoryConfig(weight=0.99))
+    alone = lm.infill(prefix, "\n", canvas=20, single_line=True, memory=None)
+    assert fused.text == "rect.height"
+    assert alone.text != "rect.height"
+    assert lm.recall(prefix, "\n", single_line=True) == "rect.height"
+
+
+def test_without_texts_the_memory_changes_nothing(lm):
+    prefix = "def volume(rect, depth):\n    return "
+    a = lm.infill(prefix, "\n", canvas=6, memory=MemoryConfig())
+    b = lm.infill(prefix, "\n", canvas=6, memory=None)
+    assert (a.text, a.stats.forward_passes) == (b.text, b.stats.forward_passes)
+
+
+def test_no_continuation_comes_from_the_lines_next_to_the_cursor():
+    memory = RepositoryMemory()
+    text = "def f():\n    x = 1\n    \n    return x\n\ndef g():\n    y = 2\n"
+    cursor = text.index("    \n    return") + 4
+    memory.update("doc", text, cursor=cursor)
+    # after "\n    " the previous line ("x = 1") and the next ("return x") are skipped; g's body is not
+    assert memory.index.match_left(text[:cursor].encode(), CFG).following() == [b"y = 2\n"]
