@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 SEP = b"\xff"  # between sources and at a cursor; never in UTF-8, so no match crosses it
-CONTINUATION_BYTES = 48  # text taken after (or before) an occurrence to tokenize for the vote
+CONTINUATION_BYTES = 24  # text taken after (or before) an occurrence to tokenize for the vote
 
 
 @dataclass(frozen=True)
@@ -251,6 +251,8 @@ class MemoryPrior:
         known = [not bool(x) for x in masked]
         ids = canvas.tolist()
         votes: dict[int, list[tuple[float, Counter]]] = {}
+        agreed: list[int] = []  # chain positions where the network's first choice is the memory's
+        best = logits.argmax(-1).tolist()
         for p in range(length):
             if known[p] or not (p == 0 or known[p - 1]):
                 continue
@@ -260,7 +262,7 @@ class MemoryPrior:
             while q > 0 and known[q - 1] and ids[q - 1] not in self.skip:
                 q -= 1
             left = (self.prefix if q == 0 else b"") + self.decode(ids[q:p]).encode("utf-8", "replace")
-            context, parent = left, None
+            context, parent, agreeing = left, None, True
             for r in range(p, length):
                 if known[r]:
                     break
@@ -268,7 +270,13 @@ class MemoryPrior:
                 if w == 0:
                     break
                 votes.setdefault(r, []).append((w, counts))
-                piece = self.decode([counts.most_common(1)[0][0]]).encode("utf-8", "replace")
+                token = counts.most_common(1)[0][0]
+                # where both sources pick the same token, all along the chain from its known start, the
+                # token is committed now (confidence 1): the remembered line lands in few forwards
+                agreeing = agreeing and best[r] == token
+                if agreeing:
+                    agreed.append(r)
+                piece = self.decode([token]).encode("utf-8", "replace")
                 context, parent = context + piece, (context, piece)
         if self.cfg.right:
             for p in range(length - 1):
@@ -280,7 +288,14 @@ class MemoryPrior:
                 votes.setdefault(p, []).append(
                     self.vote("right", self.decode(ids[p + 1 : q]).encode("utf-8", "replace"))
                 )
-        return self.mix(logits, votes) if votes else logits
+        if not votes:
+            return logits
+        out = self.mix(logits, votes)
+        for r in agreed:
+            top = best[r]
+            out[r] = float("-inf")
+            out[r, top] = 0.0
+        return out
 
     def mix(self, logits: Tensor, votes: dict[int, list[tuple[float, Counter]]]) -> Tensor:
         out, v = logits.clone(), logits.shape[-1]
@@ -314,16 +329,20 @@ class MemoryPrior:
                 find = self.index.match_left if side == "left" else self.index.match_right
                 m = find(context, self.cfg)
             self._matches[key] = m
-            self._votes[key] = self.count(m, side)
+            self._votes[key] = self.count(m, side, context)
         counts = self._votes[key]
         return self.cfg.mix_weight(
             self._matches[key].length, self._matches[key].count if counts else 0
         ), counts
 
-    def count(self, m: Match, side: str) -> Counter:
+    def count(self, m: Match, side: str, context: bytes = b"") -> Counter:
         """Votes per token. A left occurrence whose line is followed by what follows the cursor's line
-        (the suffix from its first newline) is the likelier one: it weighs 1 + the bytes that agree."""
+        (the suffix from its first newline) is the likelier one: it weighs 1 + the bytes that agree. After
+        an indentation, an occurrence that goes on with more whitespace sat deeper in its block: no vote."""
         texts = [t.decode("utf-8", "ignore") for t in (m.following() if side == "left" else m.preceding())]
+        tail = context.rsplit(b"\n", 1)[-1]
+        if side == "left" and tail and not tail.strip():
+            texts = ["" if t[:1] in (" ", "\t") else t for t in texts]
         distinct = sorted({t for t in texts if t})
         first = {}
         for text, ids in zip(distinct, self.encode(distinct) if distinct else []):
@@ -339,10 +358,10 @@ class MemoryPrior:
     def agreement(self, data: bytes, at: int) -> int:
         # common prefix of the text after the occurrence's line and the text after the cursor's line
         nl = self.suffix.find(b"\n")
-        end = data.find(b"\n", at, at + 4 * CONTINUATION_BYTES)
+        end = data.find(b"\n", at, at + 200)
         if nl < 0 or end < 0:
             return 0
-        theirs, ours = data[end : end + CONTINUATION_BYTES], self.suffix[nl : nl + CONTINUATION_BYTES]
+        theirs, ours = data[end : end + 48], self.suffix[nl : nl + 48]
         n = 0
         for x, y in zip(theirs, ours):
             if x != y:

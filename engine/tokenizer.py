@@ -100,7 +100,8 @@ class Tokenizer:
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+        # one call per text: for the few short texts the memory sends, the library's parallel batch costs more
+        return [self.hf.encode(t, add_special_tokens=False).ids for t in texts]
 
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids, skip_special_tokens=False)

@@ -25,13 +25,13 @@ AUTOMATIC = types.InlineCompletionContext(types.InlineCompletionTriggerKind.Auto
 
 
 @asynccontextmanager
-async def serving(checkpoint, client_name: str, options: dict):
+async def serving(checkpoint, client_name: str, options: dict, root_uri: str = ROOT.as_uri()):
     command = [sys.executable, "-m", "lsp_server", "--model", str(checkpoint)]
     client = await ClientServerConfig(server_command=command, server_env=ENV).start()
     caps = client_capabilities(client_name)
     caps.text_document.inline_completion = types.InlineCompletionClientCapabilities()
     client.init_result = await client.initialize_session(
-        types.InitializeParams(capabilities=caps, initialization_options=options, root_uri=ROOT.as_uri())
+        types.InitializeParams(capabilities=caps, initialization_options=options, root_uri=root_uri)
     )
     await wait_for(client, lambda s: s["state"] == "ready")
     try:

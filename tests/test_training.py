@@ -240,3 +240,51 @@ def test_validation_rows_do_not_depend_on_the_training_batch_size(data_dir, tmp_
         log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
         vals.append([r["val_loss"] for r in log if "val_loss" in r])
     assert vals[0] and vals[0] == vals[1]
+
+
+def test_ar_loss_is_next_token_cross_entropy_with_causal_attention(data_dir):
+    torch.manual_seed(0)
+    model = loop.Transformer(TINY.model_config(300))
+    batch = BatchSource(load_stream_of(data_dir), InfillSampler(bpe.load(data_dir / "tokenizer.json"),
+                        corpus.read(data_dir, "train"), 0, TINY.seq_len), TINY.seq_len, 2, 0.0, 0).batch(0)
+    loss, rows = loop.ar_loss(model, batch)
+    logits = model(batch.ids, causal=True)  # the engine's own causal forward, raw logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.ids[:, 1:].flatten())
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    # causal: changing the last token leaves every earlier prediction alone
+    changed = batch.ids.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 300
+    torch.testing.assert_close(model(changed, causal=True)[:, :-1], logits[:, :-1])
+
+
+def load_stream_of(data_dir):
+    from engine.training.data import load_stream
+
+    return load_stream(data_dir / "tokens-train.bin")
+
+
+def test_an_ar_run_adapts_to_diffusion_from_its_checkpoint(data_dir, tmp_path):
+    torch.set_num_threads(1)
+    ar = loop.train(tmp_path / "ar", data_dir, dataclasses.replace(TINY, objective="ar", infill_fraction=0.0))
+    assert ar.step == TINY.steps
+    adapted = loop.train(tmp_path / "adapt", data_dir, dataclasses.replace(TINY, steps=5),
+                         init=tmp_path / "ar" / "ckpt")
+    assert adapted.step == 5 and adapted.schedule_start == TINY.steps and adapted.tokens_seen > ar.tokens_seen
+    cfg, _ = loop.load_state(tmp_path / "adapt" / "ckpt")
+    assert cfg.objective == "diffusion"
+
+
+def test_resuming_applies_schedule_options_and_refuses_data_order_changes(data_dir, tmp_path):
+    torch.set_num_threads(1)
+    loop.train(tmp_path / "r", data_dir, dataclasses.replace(TINY, steps=2))
+    with pytest.raises(loop.ResumeConflict, match="batch_size is 4 in this run, not 8"):
+        loop.train(tmp_path / "r", data_dir, dataclasses.replace(TINY, steps=3, batch_size=8),
+                   given=("batch_size",))
+    loop.train(tmp_path / "r", data_dir, dataclasses.replace(TINY, steps=3, lr=1e-4), given=("lr",))
+    cfg, state = loop.load_state(tmp_path / "r" / "ckpt")
+    assert cfg.lr == 1e-4 and state.step == 3
+
+
+def test_hardware_names_the_cpu_and_the_training_dtype():
+    assert loop.hardware("cpu", bf16=False).endswith(", fp32")
+    assert "threads" in loop.hardware("cpu", bf16=True) and loop.hardware("cpu", True).endswith("bf16 autocast")

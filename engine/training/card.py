@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 EVAL_RESULTS = Path("runs/eval_model.jsonl")  # written by bench/eval_model.py
+RECIPES = Path("runs/recipes.jsonl")  # one row per recipe arm: training at equal wall clock, then eval_model
+MEMORY_RESULTS = Path("runs/eval_memory.jsonl")  # bench/eval_memory.py: network / memory / fused
+SERVER_RESULTS = Path("runs/eval_server.jsonl")  # bench/eval_server.py: through the server
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -57,6 +60,37 @@ def eval_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipe_table(rows: list[dict]) -> str:
+    if not rows:
+        return "No recipe comparison recorded (runs/recipes.jsonl).\n"
+    keys = [("arm", "arm"), ("recipe", "recipe"), ("minutes", "minutes"), ("tokens_seen", "tokens"),
+            ("val_loss", "val ELBO"), ("humaneval_single_line_pass@1", "HumanEval 1-line"),
+            ("line_exact_match", "line EM"), ("line_edit_similarity", "line sim"),
+            ("rest_exact_match", "rest EM"), ("rest_edit_similarity", "rest sim")]
+    lines = ["| " + " | ".join(k[1] for k in keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(k[0])) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(rows: list[dict], group: str) -> str:
+    """bench/eval_memory.py or eval_server.py rows: exact match / similarity per source, kind and arm."""
+    latest = {}
+    for r in rows:  # the shipped model's latest measurement of each (group, kind, arm)
+        if r.get("model", "default") != "default":
+            continue
+        arm = r.get("arm") or ("network" if '"enabled": false' in r.get("options", "") else "fused")
+        latest[r.get(group), r["kind"], arm] = {**r, "arm": arm}
+    if not latest:
+        return "Not measured yet.\n"
+    lines = [f"| {group} | kind | arm | cases | exact match | edit similarity |", "|---|---|---|---|---|---|"]
+    for r in latest.values():
+        arm = r["arm"]
+        lines.append(f"| {r.get(group)} | {r['kind']} | {arm} | {r['cases']} | {r['exact']:.1%} | "
+                     f"{r['similarity']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -65,7 +99,9 @@ def fmt(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Path = EVAL_RESULTS) -> None:
+def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Path = EVAL_RESULTS,
+               recipes: Path = RECIPES, memory_results: Path = MEMORY_RESULTS,
+               server_results: Path = SERVER_RESULTS) -> None:
     training = json.loads((model_dir / "training.json").read_text())
     cfg, state, metrics, corpus = training["config"], training["state"], training["metrics"], training["corpus"]
     log = read_jsonl(run_dir / "log.jsonl")
@@ -91,12 +127,19 @@ attention, shifted logits), so it runs through the same engine path as the publi
   `<|mask|>`.
 
 ## Training
-- Objective: masked diffusion ELBO, per sequence (1/t) * sum of CE over masked tokens / sequence length,
-  t ~ U(0.01, 1) stratified over the batch. {round(cfg['infill_fraction'] * 100)}% of each batch are
+- Recipe: autoregressive pretraining of the same network (causal attention, next-token loss at every
+  position through the shifted head: output i - 1 predicts token i, exactly as the Dream layout reads it),
+  then adaptation to masked diffusion by switching to bidirectional attention and the diffusion objective
+  (`python -m engine.training train --objective ar ...`, then `train --init runs/<ar-run>/ckpt ...`). The
+  comparison that chose it is below.
+- Diffusion objective: masked diffusion ELBO, per sequence (1/t) * sum of CE over masked tokens / sequence
+  length, t ~ U(0.01, 1) stratified over the batch. {round(cfg['infill_fraction'] * 100)}% of each batch are
   infill-shaped rows (prefix + middle + EOS padding + suffix, only the canvas masked, loss normalised by the
   canvas length) with spans of the rest of a line, a whole line, 2-6 lines or a block body.
 - Optimiser: AdamW (lr {cfg['lr']}, betas 0.9/0.95, weight decay {cfg['weight_decay']}), warmup-stable-decay
-  schedule, grad clip {cfg['grad_clip']}, batch {cfg['batch_size']} x {cfg['seq_len']} tokens, bf16 autocast.
+  schedule, grad clip {cfg['grad_clip']}, batch {cfg['batch_size']} x {cfg['seq_len']} tokens,
+  {'bf16 autocast' if cfg.get('bf16', True) else 'fp32'} (chosen by the hardware: bf16 only where the CPU runs
+  it natively).
 - Tokens seen: {state['tokens_seen']:,}; optimizer steps: {state['step']:,}; wall time:
   {state['wall_s'] / 3600:.2f} h; hardware: {'; '.join(state['hardware']) or 'unknown'}.
 - Validation at shipping: loss {metrics.get('val_loss', float('nan')):.4f} (plain rows
@@ -118,6 +161,30 @@ gold length), exact match and edit similarity for whole-line and rest-of-line in
 files, forward passes and latency per completion on CPU.
 
 {eval_table(evals)}
+## Recipe comparison
+Arms trained from scratch at equal wall clock on the same machine, one thread each, two at a time (the
+machine has two cores), then scored by `bench/eval_model.py --limit 100 --heldout 100` (fp32). The
+validation ELBO uses the same fixed held-out rows and noise for every arm.
+
+{recipe_table(read_jsonl(recipes))}
+## Repository memory
+`engine/memory.py`: at a masked position whose left neighbour is known, the longest suffix of the known text
+that occurs in the remembered texts (open documents, the workspace's source files) votes for the token that
+followed it, weighted by match length and count, and mixed into the network's distribution; the known text
+right of a position votes too. Three arms on the same cursors of five projects outside the corpus
+(`python -m bench.eval_memory --project <sdists> --scope project --cases 50`): the network alone, the
+memory alone (its most frequent continuation, no network) and the two fused (the server's default):
+
+{ablation_table([r for r in read_jsonl(memory_results) if r.get("scope") == "project"], "source")}
+Through the real server (`python -m bench.eval_server --project <sdists>`: the unpacked project is the
+workspace, each cursor's file opened with its line deleted, default options):
+
+{ablation_table(read_jsonl(server_results), "project")}
+## Languages
+The corpus is Python only, so the held-out numbers above are Python's. The other eight languages the server
+serves get the repository memory (it is language-agnostic) but a network that has never seen them: their
+per-language numbers are not measured yet.
+
 ## Limitations
 A few million parameters trained on a CPU budget of Python only: the evaluation table above is the honest
 measure of what it can do (it rarely reproduces a held-out line exactly). Masked
