@@ -12,9 +12,11 @@ after an indentation, and tokenizes differently from the same text inside a file
 "\\n", "       ", " bu"), so a token-level index would miss exactly the matches that matter. The continuations
 are tokenized the way the canvas is (separately from the context), so the votes are in the canvas's tokens.
 
-Texts are kept as one bytes object per source, joined by a byte that never occurs in UTF-8 (0xFF); an edit
-replaces one source (no index to rebuild), and a search is a handful of `bytes.find` calls: the longest
-match length by binary search (a suffix that occurs implies every shorter one occurs), then its occurrences.
+Texts are kept as one bytes object per source; a search runs over two byte strings, the document being
+edited and all other sources joined by a byte that never occurs in UTF-8 (0xFF), so an edit replaces one
+source and copies nothing else (no index to rebuild). A search is a handful of `bytes.find` calls: the
+longest match in the document by galloping and bisection (a suffix that occurs implies every shorter one
+occurs), then one more find in the rest unless it holds a longer one, then the occurrences.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class MemoryConfig:
     min_length: int = 4  # shorter matches say little about code
     count_prior: float = 1.0  # k: how much a match seen once is trusted less than one seen often
     max_length: int = 256
-    max_occurrences: int = 64  # counted per match: the most recently remembered first
+    max_occurrences: int = 32  # counted per match: the most recently remembered first
     right: bool = True  # also match the known canvas tokens right of a masked position
 
     def __post_init__(self) -> None:
@@ -66,101 +68,109 @@ class MemoryConfig:
 @dataclass(frozen=True)
 class Match:
     length: int  # bytes matched
-    at: tuple[
-        int, ...
-    ]  # per occurrence: where what follows it starts (left match) or where it starts (right)
-    data: bytes = b""  # the joined memory the positions refer to
+    # per occurrence (segment, position): where what follows it starts (left match) or where it starts (right)
+    at: tuple[tuple[int, int], ...]
+    segments: tuple[bytes, ...] = ()  # the memory's byte strings the positions refer to
 
     @property
     def count(self) -> int:
         return len(self.at)
 
     def following(self) -> list[bytes]:
-        return [self.data[a : a + CONTINUATION_BYTES].split(SEP)[0] for a in self.at]
+        return [self.segments[s][a : a + CONTINUATION_BYTES].split(SEP)[0] for s, a in self.at]
 
     def preceding(self) -> list[bytes]:
-        return [self.data[max(0, a - CONTINUATION_BYTES) : a].split(SEP)[-1] for a in self.at]
+        return [self.segments[s][max(0, a - CONTINUATION_BYTES) : a].split(SEP)[-1] for s, a in self.at]
 
     def extend(self, piece: bytes) -> Match:
         """The occurrences of this (left) match that `piece` follows, as a match of the longer context."""
-        at = tuple(a + len(piece) for a in self.at if self.data.startswith(piece, a))
-        return Match(self.length + len(piece), at, self.data) if at else NO_MATCH
+        at = tuple((s, a + len(piece)) for s, a in self.at if self.segments[s].startswith(piece, a))
+        return Match(self.length + len(piece), at, self.segments) if at else NO_MATCH
 
 
 NO_MATCH = Match(0, ())
 
 
 class TextIndex:
-    """Remembered texts by source name, with a size bound; longest-match queries over all of them."""
+    """Remembered texts by source name, with a size bound; longest-match queries over all of them.
 
-    def __init__(self, max_bytes: int = 16 * 2**20):
+    The texts are searched as two byte strings: the most recently updated source (the document being
+    edited) and all the others joined, which stays as it is while the same document is edited, so a
+    keystroke never copies the whole memory."""
+
+    def __init__(self, max_bytes: int = 8 * 2**20):
         self.max_bytes = max_bytes
         self._sources: dict[str, bytes] = {}  # least recently updated first
-        self._joined: bytes | None = None
+        self._size = 0
+        self._newest: bytes | None = None
         self._rest: bytes | None = None  # all but the most recently updated source, joined
         self._blind = (0, 0)  # bytes of the newest source that no continuation may start in
 
     def set(self, key: str, data: bytes, blind: tuple[int, int] = (0, 0)) -> None:
-        self._blind = blind
         if not self._sources or next(reversed(self._sources)) != key:
             self._rest = None  # typing in the same document keeps the rest as it is
-        self._sources.pop(key, None)
+        self._blind = blind
+        self._size += len(data) - len(self._sources.pop(key, b""))
         self._sources[key] = data
-        self._joined = None
-        while self.size > self.max_bytes and len(self._sources) > 1:
-            del self._sources[next(iter(self._sources))]  # evict the least recently updated source
+        self._newest = None
+        while self._size > self.max_bytes and len(self._sources) > 1:
+            oldest = next(iter(self._sources))  # evict the least recently updated source
+            self._size -= len(self._sources.pop(oldest))
             self._rest = None
 
     def remove(self, key: str) -> None:
-        if self._sources.pop(key, None) is not None:
-            self._joined = self._rest = None
+        if key in self._sources:
+            self._size -= len(self._sources.pop(key))
+            self._newest = self._rest = None
 
     def clear(self) -> None:
         self._sources.clear()
-        self._joined = self._rest = None
+        self._size = 0
+        self._newest = self._rest = None
 
     def keys(self) -> list[str]:
         return list(self._sources)
 
     @property
     def size(self) -> int:
-        return sum(len(d) for d in self._sources.values())
+        return self._size
 
-    def joined(self) -> bytes:
-        # the most recently updated source (usually the document being edited) comes first, so that capped
-        # occurrence lists favour it
-        if self._joined is None:
-            if self._rest is None:
-                self._rest = SEP.join(list(self._sources.values())[-2::-1])
-            last = next(reversed(self._sources.values()), b"")
-            self._joined = SEP + last + SEP + self._rest + SEP
-        return self._joined
+    def segments(self) -> tuple[bytes, bytes]:
+        # SEP at both ends of each keeps every hit - 1 and hit + len inside
+        if self._newest is None:
+            self._newest = SEP + next(reversed(self._sources.values()), b"") + SEP
+        if self._rest is None:
+            self._rest = SEP + SEP.join(list(self._sources.values())[-2::-1]) + SEP
+        return self._newest, self._rest
 
     def blind(self) -> range:
-        # in joined(): the newest source starts at 1
+        # in the newest segment, whose text starts at 1
         return range(self._blind[0] + 1, self._blind[1] + 1)
 
     def match_left(self, context: bytes, cfg: MemoryConfig) -> Match:
         """The longest suffix of `context` in memory that something follows (an occurrence right before a
         separator, such as the context itself at a cursor, has nothing to say), with its occurrences."""
-        data = self.joined()
         context = context[-cfg.max_length :].split(SEP)[-1]
-        blind = self.blind()
-        occurrences = lambda k, limit=1: _find_all(data, context[len(context) - k :], +1, limit, blind)  # noqa: E731
-        n = _longest(occurrences, len(context))
-        if n == 0:
-            return NO_MATCH
-        return Match(n, tuple(a + n for a in occurrences(n, cfg.max_occurrences)), data)
+        return self._match(lambda k: context[len(context) - k :], len(context), +1, cfg.max_occurrences)
 
     def match_right(self, context: bytes, cfg: MemoryConfig) -> Match:
         """The longest prefix of `context` in memory that something precedes, with its occurrences."""
-        data = self.joined()
         context = context[: cfg.max_length].split(SEP)[0]
-        occurrences = lambda k, limit=1: _find_all(data, context[:k], -1, limit)  # noqa: E731
-        n = _longest(occurrences, len(context))
-        if n == 0:
+        return self._match(lambda k: context[:k], len(context), -1, cfg.max_occurrences)
+
+    def _match(self, piece: Callable[[int], bytes], limit: int, side: int, max_occurrences: int) -> Match:
+        segments = self.segments()
+        blinds = (self.blind() if side > 0 else range(0), range(0))
+        best = 0
+        for data, blind in zip(segments, blinds):  # the newest first: the rest is only searched for longer
+            best = _longest(lambda k: _find_all(data, piece(k), side, 1, blind), best, limit)
+        if best == 0:
             return NO_MATCH
-        return Match(n, tuple(occurrences(n, cfg.max_occurrences)), data)
+        at: list[tuple[int, int]] = []
+        for s, (data, blind) in enumerate(zip(segments, blinds)):
+            found = _find_all(data, piece(best), side, max_occurrences - len(at), blind)
+            at += [(s, a + best if side > 0 else a) for a in found]
+        return Match(best, tuple(at), segments)
 
 
 def _find_all(data: bytes, needle: bytes, side: int, limit: int, blind: range = range(0)) -> list[int]:
@@ -175,12 +185,18 @@ def _find_all(data: bytes, needle: bytes, side: int, limit: int, blind: range = 
     return out
 
 
-def _longest(occurrences: Callable[[int], list[int]], limit: int) -> int:
-    # the largest k <= limit with an occurrence of length k: monotone, a match of k holds one of k - 1
-    lo, hi = 0, limit
+def _longest(occurs: Callable[[int], list[int]], known: int, limit: int) -> int:
+    """The largest k in [known, limit] with an occurrence of length k (`known` needs none): occurrence is
+    monotone in k. One search when nothing longer than `known` occurs; galloping up, then bisecting."""
+    if known >= limit or not occurs(known + 1):
+        return known
+    lo, step = known + 1, 1
+    while lo + step <= limit and occurs(lo + step):
+        lo, step = lo + step, step * 2
+    hi = min(limit, lo + step - 1)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if occurrences(mid):
+        if occurs(mid):
             lo = mid
         else:
             hi = mid - 1
@@ -193,7 +209,7 @@ class RepositoryMemory:
     follows the cursor in the same document; and no continuation is taken from the line before the cursor's,
     the rest of the cursor's line or the line after it: a completion would only duplicate a neighbour."""
 
-    def __init__(self, max_bytes: int = 16 * 2**20):
+    def __init__(self, max_bytes: int = 8 * 2**20):
         self.index = TextIndex(max_bytes)
 
     def update(self, key: str, text: str, cursor: int | None = None) -> None:
@@ -350,9 +366,9 @@ class MemoryPrior:
             if ids:
                 first[text] = ids[0] if side == "left" else ids[-1]
         votes: Counter = Counter()
-        for a, t in zip(m.at, texts):
+        for (seg, a), t in zip(m.at, texts):
             if t in first:
-                votes[first[t]] += 1 + (self.agreement(m.data, a) if side == "left" else 0)
+                votes[first[t]] += 1 + (self.agreement(m.segments[seg], a) if side == "left" else 0)
         return votes
 
     def agreement(self, data: bytes, at: int) -> int:

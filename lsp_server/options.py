@@ -78,7 +78,7 @@ class MemoryOptions(_Options):
     count_prior: Annotated[float, Meta(ge=0)] = 1.0
     right: bool = True
     workspace: bool = True  # also remember the workspace folders' source files of the served languages
-    max_megabytes: Positive = 16
+    max_megabytes: Positive = 8
 
 
 class Options(_Options):

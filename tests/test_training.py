@@ -288,3 +288,30 @@ def test_resuming_applies_schedule_options_and_refuses_data_order_changes(data_d
 def test_hardware_names_the_cpu_and_the_training_dtype():
     assert loop.hardware("cpu", bf16=False).endswith(", fp32")
     assert "threads" in loop.hardware("cpu", bf16=True) and loop.hardware("cpu", True).endswith("bf16 autocast")
+
+
+def test_multi_hole_rows_mask_every_canvas_and_keep_the_text_between(data_dir):
+    tok = bpe.load(data_dir / "tokenizer.json")
+    rng = np.random.default_rng(0)
+    spans = [(SOURCE.index("for name"), SOURCE.index(":\n        path")),
+             (SOURCE.index("self.n = 0"), SOURCE.index("self.n = 0") + len("self.n = 0"))]
+    row, holes = multi_infill_row_of(tok, spans, rng)
+    assert len(holes) == 2 and holes[0][0] < holes[1][0]
+    for (start, canvas), (a, b) in zip(holes, spans):
+        middle = tok.encode(SOURCE[a:b]).ids
+        assert row[start : start + len(middle)].tolist() == middle
+        assert set(row[start + len(middle) : start + canvas].tolist()) <= {0}  # EOS padding
+    between = tok.encode(SOURCE[spans[0][1] : spans[1][0]]).ids
+    first_end = holes[0][0] + holes[0][1]
+    assert row[first_end : first_end + len(between)].tolist() == between
+    sampler = InfillSampler(tok, corpus.read(data_dir, "train"), 0, TINY.seq_len * 4, holes=3)
+    ids, maskable, lengths = sampler.rows(seed=0, step=0, count=8)
+    assert (maskable.sum(1) == lengths).all()
+    runs = (np.diff(maskable.astype(int), axis=1) == 1).sum(1)  # masked stretches per row
+    assert runs.max() > 1
+
+
+def multi_infill_row_of(tok, spans, rng):
+    from engine.training.data import multi_infill_row
+
+    return multi_infill_row(tok, SOURCE, spans, 256, 0, 96, rng)

@@ -19,7 +19,7 @@ DATA = corpus.default_cache() / "data"
 SDISTS = corpus.default_cache() / "sdist"
 # TrainConfig fields settable from the command line
 OVERRIDES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "seq_len",
-             "batch_size", "infill_fraction", "lr", "warmup_steps", "steps", "decay_fraction", "seed",
+             "batch_size", "infill_fraction", "holes", "lr", "warmup_steps", "steps", "decay_fraction", "seed",
              "eval_every", "val_batches", "ckpt_minutes", "threads")
 
 

@@ -147,11 +147,63 @@ def infill_row(
     return row, n_prefix, canvas
 
 
+def line_spans(text: str, k: int, rng: np.random.Generator, window: int = 30) -> list[tuple[int, int]] | None:
+    """k single-line middles (rest of a line or a whole line) on distinct non-blank lines within `window`
+    lines of each other, in order; None if the file has too few lines there."""
+    lines = text.splitlines(keepends=True)
+    starts = np.cumsum([0] + [len(x) for x in lines])
+    candidates = [i for i, x in enumerate(lines) if x.strip()]
+    if len(candidates) < k:
+        return None
+    first = int(rng.integers(len(candidates)))
+    near = [c for c in candidates[first + 1 :] if c - candidates[first] <= window]
+    if len(near) < k - 1:
+        return None
+    chosen = [candidates[first]] + sorted(int(x) for x in rng.choice(near, size=k - 1, replace=False))
+    spans = []
+    for i in chosen:
+        body = lines[i].rstrip("\r\n")
+        indent = indent_of(body)
+        col = indent if rng.random() < 0.5 else int(rng.integers(indent, len(body)))
+        spans.append((int(starts[i]) + col, int(starts[i]) + len(body)))
+    return spans
+
+
+def multi_infill_row(
+    tok: Tokenizer, text: str, spans: list[tuple[int, int]], seq_len: int, eos_id: int, max_middle: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+    """Several holes in one row: prefix, then per span a canvas (middle + EOS padding) and the text up to the
+    next span, then the suffix. ids [seq_len] and (start, length) of every canvas; None if it does not fit."""
+    middles = [tok.encode(text[a:b], add_special_tokens=False).ids for a, b in spans]
+    if any(not m or len(m) > max_middle for m in middles):
+        return None
+    canvases = [min(len(m) + int(rng.integers(0, 2 * len(m) + 5)), seq_len // 4) for m in middles]
+    between = [tok.encode(text[spans[i][1] : spans[i + 1][0]], add_special_tokens=False).ids
+               for i in range(len(spans) - 1)]
+    room = seq_len - 1 - sum(canvases) - sum(len(b) for b in between)
+    if room < 16:
+        return None
+    prefix = tok.encode(text[max(0, spans[0][0] - CONTEXT_CHARS) : spans[0][0]], add_special_tokens=False).ids
+    suffix = tok.encode(text[spans[-1][1] : spans[-1][1] + CONTEXT_CHARS], add_special_tokens=False).ids
+    n_suffix = min(len(suffix), max(int(room * rng.uniform(0.15, 0.5)), room - len(prefix)))
+    n_prefix = min(len(prefix), room - n_suffix)
+    parts, holes = prefix[len(prefix) - n_prefix :], []
+    for i, (middle, canvas) in enumerate(zip(middles, canvases)):
+        holes.append((len(parts), canvas))
+        parts = parts + middle + [eos_id] * (canvas - len(middle)) + (between[i] if i < len(between) else [])
+    parts = parts + suffix[:n_suffix]
+    row = np.full(seq_len, eos_id, dtype=np.int64)
+    row[: len(parts)] = parts
+    return row, holes
+
+
 class InfillSampler:
-    def __init__(self, tok: Tokenizer, files: list[SourceFile], eos_id: int, seq_len: int, max_middle: int = 96):
+    def __init__(self, tok: Tokenizer, files: list[SourceFile], eos_id: int, seq_len: int, max_middle: int = 96,
+                 holes: int = 1):
         assert files, "no files to draw infill examples from"
         self.tok, self.files, self.eos_id = tok, files, eos_id
-        self.seq_len, self.max_middle = seq_len, max_middle
+        self.seq_len, self.max_middle, self.holes = seq_len, max_middle, holes
         sizes = np.asarray([len(f.text) for f in files], dtype=np.float64)
         self.cum = np.cumsum(sizes) / sizes.sum()  # draw files in proportion to their size
 
@@ -162,10 +214,28 @@ class InfillSampler:
         maskable = np.zeros((count, self.seq_len), dtype=bool)
         lengths = np.empty(count, dtype=np.int64)
         for j in range(count):
-            row, start, canvas = self.one(rng)
-            ids[j], lengths[j] = row, canvas
-            maskable[j, start : start + canvas] = True
+            k = int(rng.integers(1, self.holes + 1)) if self.holes > 1 else 1
+            out = self.several(rng, k) if k > 1 else None
+            if out is None:
+                row, start, canvas = self.one(rng)
+                out = row, [(start, canvas)]
+            ids[j] = out[0]
+            lengths[j] = sum(c for _, c in out[1])
+            for start, canvas in out[1]:
+                maskable[j, start : start + canvas] = True
         return ids, maskable, lengths
+
+    def several(self, rng: np.random.Generator, k: int) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+        """A row with k single-line holes, or None after MAX_TRIES files without room for them."""
+        for _ in range(MAX_TRIES):
+            text = self.files[int(np.searchsorted(self.cum, rng.random(), side="right").clip(0, len(self.files) - 1))].text
+            spans = line_spans(text, k, rng)
+            if spans is None or any(b <= a for a, b in spans):
+                continue
+            out = multi_infill_row(self.tok, text, spans, self.seq_len, self.eos_id, self.max_middle, rng)
+            if out is not None:
+                return out
+        return None
 
     def one(self, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
         for _ in range(MAX_TRIES):

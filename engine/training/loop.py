@@ -45,6 +45,7 @@ class TrainConfig:
     seq_len: int = 512
     batch_size: int = 16
     infill_fraction: float = 0.5
+    holes: int = 1  # infill rows draw 1..holes single-line holes (validation rows always have one)
     lr: float = 1.5e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 200
@@ -384,9 +385,10 @@ def write_log(log, row: dict) -> None:
 def batch_source(data_dir: Path, tok, eos_id: int, cfg: TrainConfig, split: str, seed: int,
                  batch_size: int | None = None) -> BatchSource:
     files = corpus.read(data_dir, split)
+    holes = cfg.holes if split == "train" else 1  # held-out rows stay comparable across recipes
     return BatchSource(
         stream=load_stream(data_dir / f"tokens-{split}.bin"),
-        infill=InfillSampler(tok, files, eos_id, cfg.seq_len),
+        infill=InfillSampler(tok, files, eos_id, cfg.seq_len, holes=holes),
         seq_len=cfg.seq_len, batch_size=batch_size or cfg.batch_size, infill_fraction=cfg.infill_fraction,
         seed=seed,
     )
