@@ -65,12 +65,20 @@ def spread(items: list, limit: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit)]
 
 
-def humaneval(lm, canvas: int, limit: int, timings: list) -> dict:
+def remember(lm, prefix: str, suffix: str, memory: bool) -> None:
+    # as the server does: the document, cut at the cursor, is the memory (nothing else is open)
+    lm.memory.index.clear()
+    if memory:
+        lm.memory.update("document", prefix + suffix, cursor=len(prefix))
+
+
+def humaneval(lm, canvas: int, limit: int, timings: list, memory: bool = False) -> dict:
     path = HUMANEVAL / "HumanEval-SingleLineInfilling.jsonl.gz"
     with gzip.open(path, "rt") as fh:
         tasks = spread([json.loads(line) for line in fh], limit)
     passed = 0
     for task in tasks:
+        remember(lm, task["prompt"], "\n" + task["suffix"], memory)
         result = lm.infill(task["prompt"], "\n" + task["suffix"], canvas=canvas)
         timings.append(result.stats)
         answer = first_line(result.text)
@@ -98,12 +106,13 @@ def heldout_cases(files: list[corpus.SourceFile], n: int, kind: str, seed: int) 
     return cases
 
 
-def heldout(lm, data_dir: Path, canvas: int, n: int, seed: int, timings: list) -> dict:
+def heldout(lm, data_dir: Path, canvas: int, n: int, seed: int, timings: list, memory: bool = False) -> dict:
     files = corpus.read(data_dir, "test")
     out = {}
     for kind in ("line", "rest"):
         exact, similarity = [], []
         for prefix, gold, suffix in heldout_cases(files, n, kind, seed):
+            remember(lm, prefix, suffix, memory)
             result = lm.infill(prefix, suffix, canvas=canvas)
             timings.append(result.stats)
             answer = first_line(result.text).rstrip()
@@ -159,16 +168,19 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("runs/eval_model.jsonl"))
     p.add_argument("--plot", type=Path, help="also plot every result in --out against tokens seen")
+    p.add_argument("--memory", action="store_true",
+                   help="remember each task's document (cut at the cursor), as the server does; default: off")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     lm = engine.load_model(args.model)
     timings: list = []
-    row = {**model_info(args.model), "canvas": args.canvas, "canvas_rule": "fixed, chosen by the system"}
+    row = {**model_info(args.model), "canvas": args.canvas, "canvas_rule": "fixed, chosen by the system",
+           "memory": "document" if args.memory else "off"}
     t0 = time.time()
     if args.limit >= 0 and HUMANEVAL.exists():
-        row.update(humaneval(lm, args.canvas, args.limit, timings))
+        row.update(humaneval(lm, args.canvas, args.limit, timings, args.memory))
     if args.heldout > 0:
-        row.update(heldout(lm, args.data, args.canvas, args.heldout, args.seed, timings))
+        row.update(heldout(lm, args.data, args.canvas, args.heldout, args.seed, timings, args.memory))
     row["forward_passes"] = statistics.mean(s.forward_passes for s in timings)
     row["ms_per_completion"] = statistics.median(s.ms for s in timings)
     row["threads"] = args.threads

@@ -51,7 +51,7 @@ def plot_loss(log: list[dict], out: Path) -> bool:
 def eval_table(rows: list[dict]) -> str:
     if not rows:
         return "No evaluation recorded yet: run `python bench/eval_model.py` (see below).\n"
-    keys = ["tokens_seen", "humaneval_single_line_pass@1", "humaneval_tasks", "line_exact_match",
+    keys = ["tokens_seen", "memory", "humaneval_single_line_pass@1", "humaneval_tasks", "line_exact_match",
             "line_edit_similarity", "rest_exact_match", "rest_edit_similarity", "heldout_cases", "canvas",
             "forward_passes", "ms_per_completion", "threads"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -111,8 +111,8 @@ def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Pat
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     packages = ", ".join(f"{k}=={v}" for k, v in corpus["packages"].items()) or "none"
     # this model and the checkpoints of its training, one row per tokens seen (the latest run wins)
-    evals = {r["tokens_seen"]: r for r in read_jsonl(eval_results) if r.get("tokens_seen")}
-    evals = [evals[k] for k in sorted(evals) if k <= state["tokens_seen"]]
+    evals = {(r["tokens_seen"], r.get("memory", "off")): r for r in read_jsonl(eval_results) if r.get("tokens_seen")}
+    evals = [evals[k] for k in sorted(evals) if k[0] <= state["tokens_seen"]]
     text = f"""# unmask-tiny: the embedded diffusion model
 
 A small masked-diffusion code model trained from scratch by `python -m engine.training`, shipped so that
