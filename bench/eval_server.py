@@ -8,7 +8,8 @@ as in bench/eval_memory.py (indented code lines of 8-100 characters outside stri
 is deleted whole ("line", cursor after the indentation) or from a random column ("rest"). For each cursor
 the client opens the file with the line deleted, waits --settle-ms, asks `textDocument/inlineCompletion`
 (invoked), applies the answer as an editor would, compares the cursor's line with the original, and closes
-the file. The server runs with default options unless --options (`{"memory": {"enabled": false}}` is the
+the file. With --no-root the client names no workspace, and the server reads each opened file's project
+(here, not a git work tree: the file's folder). The server runs with default options unless --options (`{"memory": {"enabled": false}}` is the
 network alone). Reports exact match, edit similarity and client-measured latency p50/p95.
 """
 
@@ -134,6 +135,11 @@ def main() -> int:
     p.add_argument("--settle-ms", type=float, default=200)
     p.add_argument("--index-wait", type=float, default=3.0, help="seconds for the workspace scan")
     p.add_argument("--options", default="{}")
+    p.add_argument(
+        "--no-root",
+        action="store_true",
+        help="name no workspace: the server reads each opened file's project (here: its folder)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/eval_server.jsonl"))
     args = p.parse_args()
     rows = []

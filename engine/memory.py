@@ -325,6 +325,9 @@ class MemoryPrior:
             for w, counts in pv:
                 dist = torch.zeros(v, device=mix.device)
                 tokens = [t for t in counts if t < v]
+                if not tokens:  # ids past the model's vocabulary (a tokenizer larger than the head)
+                    mix += scale * w * probs
+                    continue
                 dist[tokens] = torch.tensor([float(counts[t]) for t in tokens], device=mix.device)
                 mix += scale * w * dist / dist.sum()
             out[p] = torch.log(mix.clamp_min(1e-30)).to(out.dtype)

@@ -63,6 +63,8 @@ class UnmaskServer(LanguageServer):
         self.status = Status()
         self._tasks: set[asyncio.Task] = set()
         self.generation = 0  # counts option changes and model loads; cached suggestions name theirs
+        self.has_workspace = False  # the client named workspace folders (else opened files' projects are read)
+        self.folders_read: set = set()  # folders of opened files whose projects were handed to the worker
 
     @property
     def encoding(self) -> str:
@@ -215,6 +217,7 @@ def initialized(ls: UnmaskServer, params: types.InitializedParams) -> None:
         uris = [f.uri for f in ls.workspace.folders.values()] or [ls.workspace.root_uri or ""]
         folders = [f for f in map(workspace.folder_of, uris) if f is not None]
         if folders:
+            ls.has_workspace = True
             ls.worker.index_workspace(folders, source_extensions(ls.options), memory.max_megabytes * 2**20)
 
 
@@ -232,6 +235,14 @@ def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.docs[doc.uri] = doc
     if doc.parseable:
         ls.worker.open(doc.uri, doc.text, doc.language)
+        memory = ls.options.memory
+        folder = workspace.folder_of(doc.uri.rsplit("/", 1)[0]) if doc.uri.startswith("file:") else None
+        if (memory.enabled and memory.workspace and not ls.has_workspace and folder is not None
+                and folder not in ls.folders_read):
+            ls.folders_read.add(folder)
+            # a client that names no workspace: the project of each opened file is read instead
+            ls.worker.index_workspace([folder], source_extensions(ls.options), memory.max_megabytes * 2**20,
+                                      projects=True)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)

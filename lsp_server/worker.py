@@ -29,6 +29,8 @@ class Worker:
         self.model = None
         self._docs: dict[str, infill.Document] = {}  # engine thread only; most recently edited last
         self._memory = None  # engine.RepositoryMemory, engine thread only (created there: it imports torch)
+        self._indexed: set[Path] = set()  # folders whose files were read (scan threads)
+        self._indexed_lock = threading.Lock()
         self.memory_report: dict = {"sources": 0, "bytes": 0, "max_bytes": 0, "update_ms": None}
 
     def open(self, uri: str, text: str, language: str) -> None:
@@ -53,11 +55,19 @@ class Worker:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def index_workspace(self, folders: list[Path], extensions: set[str], budget: int) -> threading.Thread:
+    def index_workspace(self, folders: list[Path], extensions: set[str], budget: int,
+                        projects: bool = False) -> threading.Thread:
         """Read the folders' source files on a thread of their own and remember them on the engine thread,
-        a batch at a time, so completions are never queued behind the whole workspace."""
+        a batch at a time, so completions are never queued behind the whole workspace. With `projects`, each
+        folder stands for the project it is in (its git work tree); a project is read once."""
         def scan() -> None:
-            found = list(workspace.source_files(folders, extensions, budget))
+            roots = [workspace.project_of(f) if projects else f for f in folders]
+            with self._indexed_lock:
+                roots = [r for r in roots if not any(r == d or d in r.parents for d in self._indexed)]
+                self._indexed.update(roots)
+            if not roots:
+                return
+            found = list(workspace.source_files(roots, extensions, budget))
             found.reverse()  # the most recently modified last: the memory evicts the least recent first
             for i in range(0, len(found), 64):
                 batch = [(path.resolve().as_uri(), text) for path, text in found[i : i + 64]]

@@ -44,10 +44,25 @@ SKIP_DIRS = {
 def folder_of(uri: str) -> Path | None:
     """A workspace folder URI (or path) as a local folder; None for anything not on disk."""
     parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
+    if not uri or parsed.scheme not in ("", "file"):
         return None
     path = Path(unquote(parsed.path) if parsed.scheme else uri)
     return path if path.is_dir() else None
+
+
+def project_of(folder: Path) -> Path:
+    """The git work tree holding folder, else folder itself: where a file opened without a workspace lives."""
+    try:
+        run = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return folder
+    top = run.stdout.decode("utf-8", "replace").strip()
+    return Path(top) if run.returncode == 0 and top else folder
 
 
 def listed(root: Path) -> list[Path] | None:

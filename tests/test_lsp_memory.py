@@ -78,6 +78,24 @@ def test_without_git_dependency_and_build_folders_are_skipped(tmp_path):
     root = project(tmp_path)
     (root / "build").mkdir()
     (root / "build" / "copy.py").write_text(SHAPES)
-    found = sorted(p.relative_to(root).as_posix() for p, _ in workspace.source_files([root], {"py", "js"}, 10**6))
+    found = sorted(
+        p.relative_to(root).as_posix() for p, _ in workspace.source_files([root], {"py", "js"}, 10**6)
+    )
     assert found == ["pkg/shapes.py"]
     assert workspace.folder_of(root.as_uri()) == root and workspace.folder_of("untitled:x") is None
+
+
+async def test_without_a_workspace_the_opened_files_project_is_read(tiny_checkpoint, tmp_path):
+    root = project(tmp_path)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "pkg" / "deep").mkdir()
+    async with serving(tiny_checkpoint, "neovim", OPTIONS, root_uri=None) as client:
+        await asyncio.sleep(0.3)
+        assert (await status(client))["memory"]["sources"] == 0
+        uri = (root / "pkg" / "deep" / "new.py").as_uri()
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, "x = 1\n"))
+        )
+        # the git work tree above the file: shapes.py and node_modules/dep/big.js, plus the open document
+        memory = await wait_memory(client, lambda m: m["sources"] >= 3)
+        assert memory["sources"] == 3

@@ -25,20 +25,22 @@ def plot_loss(log: list[dict], out: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:  # matplotlib is in the bench extra; the card then goes without a plot
         return False
-    train = [r for r in log if "loss" in r]
-    val = [r for r in log if "val_loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        xs, ys = [r["tokens"] / 1e6 for r in train], [r["loss"] for r in train]
-        k = max(1, len(ys) // 200)  # smooth the noisy per-step loss
-        ax.plot(xs[k - 1:], [sum(ys[i - k + 1 : i + 1]) / k for i in range(k - 1, len(ys))],
-                label="train loss", lw=1)
-    for key, style in (("val_plain", "o-"), ("val_infill", "s-")):
-        pts = [(r["tokens"] / 1e6, r[key]) for r in val if key in r]
-        if pts:
-            ax.plot(*zip(*pts), style, ms=3, label=key.replace("_", " "))
+    for objective, name in (("ar", "AR pretraining, next-token"), ("diffusion", "diffusion")):
+        phase = [r for r in log if r.get("objective", "diffusion") == objective]
+        train = [r for r in phase if "loss" in r]
+        if train:
+            xs, ys = [r["tokens"] / 1e6 for r in train], [r["loss"] for r in train]
+            k = max(1, len(ys) // 200)  # smooth the noisy per-step loss
+            ax.plot(xs[k - 1:], [sum(ys[i - k + 1 : i + 1]) / k for i in range(k - 1, len(ys))],
+                    label=f"train loss ({name})", lw=1)
+        val = [r for r in phase if "val_loss" in r]
+        for key, style in (("val_plain", "o-"), ("val_infill", "s-")):
+            pts = [(r["tokens"] / 1e6, r[key]) for r in val if r.get(key) == r.get(key) and key in r]  # no NaN
+            if pts:
+                ax.plot(*zip(*pts), style, ms=3, label=f"{key.replace('_', ' ')} ({name})")
     ax.set_xlabel("tokens seen (millions)")
-    ax.set_ylabel("ELBO loss (nats / token)")
+    ax.set_ylabel("loss (nats / token)")
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
     ax.legend()

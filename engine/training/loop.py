@@ -344,7 +344,8 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         if state.step % log_every == 0 or state.step == cfg.steps:
             write_log(log, {"step": state.step, "tokens": state.tokens_seen, "loss": round(loss.item(), 4),
                             "grad_norm": round(gnorm.item(), 3), "lr": round(lr, 6),
-                            "tok_per_s": round(tokens_log / max(train_s, 1e-9)), "wall_s": round(state.wall_s)})
+                            "tok_per_s": round(tokens_log / max(train_s, 1e-9)), "wall_s": round(state.wall_s)},
+                      cfg.objective)
             train_s, tokens_log = 0.0, 0
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
             evaluate(model, val_source, special["mask_id"], cfg, state, device, log, ship)
@@ -362,7 +363,7 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
 
 def evaluate(model, val_source, mask_id: int, cfg: TrainConfig, state: TrainState, device: str, log, ship) -> None:
     metrics = validate(model, val_source, mask_id, cfg, device)
-    write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics})
+    write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics}, cfg.objective)
     if metrics["val_loss"] < state.best_val:
         state.best_val = metrics["val_loss"]
         if ship is not None and cfg.objective == "diffusion":
@@ -377,7 +378,9 @@ def open_log(path: Path, step: int):
     return path.open("a")
 
 
-def write_log(log, row: dict) -> None:
+def write_log(log, row: dict, objective: str = "diffusion") -> None:
+    if objective != "diffusion":
+        row = {**row, "objective": objective}  # the loss curve tells the phases apart
     log.write(json.dumps(row) + "\n")
     log.flush()
 
