@@ -63,7 +63,7 @@ class UnmaskServer(LanguageServer):
         self.status = Status()
         self._tasks: set[asyncio.Task] = set()
         self.generation = 0  # counts option changes and model loads; cached suggestions name theirs
-        self.has_workspace = False  # the client named workspace folders (else opened files' projects are read)
+        self.has_workspace = False  # the client named a workspace; else each opened file's project is read
         self.folders_read: set = set()  # folders of opened files whose projects were handed to the worker
 
     @property

@@ -94,7 +94,8 @@ class Worker:
             self._memory.remove(key)
         else:
             self._memory.update(key, text)
-        self.memory_report = {**self._memory.report(), "update_ms": round((time.perf_counter() - t0) * 1000, 3)}
+        ms = round((time.perf_counter() - t0) * 1000, 3)
+        self.memory_report = {**self._memory.report(), "update_ms": ms}
 
     def _remember_files(self, batch: list[tuple[str, str]]) -> None:
         for key, text in batch:
@@ -119,7 +120,7 @@ class Worker:
     def _load(self, opts: ModelOptions) -> dict:
         self.model = None  # free the old weights before loading the new ones
         self.model = filler.load(opts)
-        self.model.memory = self._memory_here()  # what the documents and the workspace taught survives a reload
+        self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
         return filler.describe(self.model)
 
