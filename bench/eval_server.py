@@ -10,7 +10,8 @@ the client opens the file with the line deleted, waits --settle-ms, asks `textDo
 (invoked), applies the answer as an editor would, compares the cursor's line with the original, and closes
 the file. With --no-root the client names no workspace, and the server reads each opened file's project
 (here, not a git work tree: the file's folder). The server runs with default options unless --options
-(`{"memory": {"enabled": false}}` is the network alone). Reports exact match, edit similarity and client-measured latency p50/p95.
+(`{"memory": {"enabled": false}}` is the network alone). Reports exact match, edit similarity and
+client-measured latency p50/p95.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ class TextIndex:
 
 
 def _find_all(data: bytes, needle: bytes, side: int, limit: int, blind: range = range(0)) -> list[int]:
-    # starts of up to `limit` occurrences of needle with a byte other than SEP after it (side +1) or before it;
+    # starts of up to `limit` occurrences of needle with a byte other than SEP after (side +1) or before it;
     # with side +1, none whose continuation starts in `blind`
     out, at = [], data.find(needle)
     while at >= 0 and len(out) < limit:
