@@ -106,8 +106,11 @@ def heldout_cases(files: list[corpus.SourceFile], n: int, kind: str, seed: int) 
     return cases
 
 
-def heldout(lm, data_dir: Path, canvas: int, n: int, seed: int, timings: list, memory: bool = False) -> dict:
-    files = corpus.read(data_dir, "test")
+def heldout(lm, data_dir: Path, canvas: int, n: int, seed: int, timings: list, memory: bool = False,
+            language: str = "python") -> dict:
+    files = corpus.read(data_dir, "test", language)
+    if not files:
+        raise SystemExit(f"{data_dir}: no {language} test files (prepare with --languages for the others)")
     out = {}
     for kind in ("line", "rest"):
         exact, similarity = [], []
@@ -168,6 +171,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("runs/eval_model.jsonl"))
     p.add_argument("--plot", type=Path, help="also plot every result in --out against tokens seen")
+    p.add_argument("--language", default="python", help="language of the held-out files (corpus test split)")
     p.add_argument("--memory", action="store_true",
                    help="remember each task's document (cut at the cursor), as the server does; default: off")
     args = p.parse_args()
@@ -177,10 +181,12 @@ def main() -> int:
     row = {**model_info(args.model), "canvas": args.canvas, "canvas_rule": "fixed, chosen by the system",
            "memory": "document" if args.memory else "off"}
     t0 = time.time()
-    if args.limit >= 0 and HUMANEVAL.exists():
+    if args.limit >= 0 and HUMANEVAL.exists() and args.language == "python":
         row.update(humaneval(lm, args.canvas, args.limit, timings, args.memory))
     if args.heldout > 0:
-        row.update(heldout(lm, args.data, args.canvas, args.heldout, args.seed, timings, args.memory))
+        row.update(heldout(lm, args.data, args.canvas, args.heldout, args.seed, timings, args.memory,
+                           args.language))
+        row["language"] = args.language
     row["forward_passes"] = statistics.mean(s.forward_passes for s in timings)
     row["ms_per_completion"] = statistics.median(s.ms for s in timings)
     row["threads"] = args.threads

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--data", type=Path, default=DATA)
     pre.add_argument("--vocab", type=int, default=4096)
     pre.add_argument("--stdlib-only", action="store_true", help="skip the pinned PyPI sdists")
+    pre.add_argument("--languages", action="store_true",
+                     help="add Go, Rust, Java, C, C++, TypeScript and JavaScript from pinned Debian and npm "
+                          "packages (engine/training/languages.py); Python stays over half")
     pre.add_argument("--tokenize-only", action="store_true",
                      help="reuse <data>/corpus.jsonl.gz (e.g. carried to another machine)")
     pre.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL / "tokenizer.json",
@@ -81,7 +84,8 @@ def cmd_prepare(args) -> int:
     if args.tokenize_only:
         stats = prepare.tokenize(args.data, args.vocab)
     else:
-        stats = prepare.prepare(args.data, args.vocab, not args.stdlib_only, SDISTS)
+        languages = corpus.default_cache() / "lang" if args.languages else None
+        stats = prepare.prepare(args.data, args.vocab, not args.stdlib_only, SDISTS, languages)
     print(json.dumps(stats, indent=2))
     return 0
 

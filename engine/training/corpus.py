@@ -1,4 +1,5 @@
-"""Training corpus: the running interpreter's standard library plus pinned PyPI sdists, `.py` files only.
+"""Training corpus: the running interpreter's standard library plus pinned PyPI sdists (`.py` files), and with
+`languages` the other served languages from pinned Debian and npm packages (engine/training/languages.py).
 
 Every file gets a stable name (`stdlib/<rel>` or `<pkg>-<version>/<rel>`) and a split chosen by a hash of that
 name, so the held-out files never change between machines or sessions. `../shared/data` is never read.
@@ -46,6 +47,7 @@ class SourceFile:
     name: str
     split: str
     text: str
+    language: str = "python"
 
 
 def split_of(name: str) -> str:
@@ -118,8 +120,9 @@ def sdist_files(archive: Path) -> Iterator[tuple[str, bytes]]:
                 yield member.name, tf.extractfile(member).read()
 
 
-def collect(sdist_cache: Path | None) -> list[SourceFile]:
-    """All usable files, sorted by name; `sdist_cache=None` means standard library only."""
+def collect(sdist_cache: Path | None, language_cache: Path | None = None) -> list[SourceFile]:
+    """All usable files, sorted by name; `sdist_cache=None` means standard library only; `language_cache`
+    adds the other languages' packages (downloaded there)."""
     raw: list[tuple[str, bytes]] = list(stdlib_files())
     if sdist_cache is not None:
         for archive in download_sdists(sdist_cache):
@@ -133,6 +136,10 @@ def collect(sdist_cache: Path | None) -> list[SourceFile]:
         text = text.replace("\r\n", "\n")
         if usable(text):
             files.append(SourceFile(name, split_of(name), text))
+    if language_cache is not None:
+        from engine.training import languages
+
+        files += [SourceFile(name, split_of(name), text, lang) for name, lang, text in languages.collect(language_cache)]
     return sorted(files, key=lambda f: f.name)
 
 
@@ -146,6 +153,14 @@ def manifest(files: list[SourceFile], with_sdists: bool) -> dict:
         "packages": PINNED if with_sdists else {},
         "splits": {},
     }
+    others = sorted({f.language for f in files} - {"python"})
+    if others:
+        from engine.training import languages
+
+        out["language_packages"] = {p.label: p.language for p in languages.PACKAGES}
+        out["languages"] = {lang: {"files": sum(f.language == lang for f in files),
+                                   "bytes": sum(len(f.text.encode()) for f in files if f.language == lang)}
+                            for lang in ["python", *others]}
     for split in ("train", "val", "test"):
         chosen = [f for f in files if f.split == split]
         out["splits"][split] = {
@@ -164,20 +179,22 @@ def write(files: list[SourceFile], out_dir: Path, with_sdists: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with gzip.open(out_dir / "corpus.jsonl.gz", "wt", encoding="utf-8", compresslevel=6) as fh:
         for f in files:
-            fh.write(json.dumps({"name": f.name, "split": f.split, "text": f.text}) + "\n")
+            fh.write(json.dumps({"name": f.name, "split": f.split, "text": f.text, "language": f.language}) + "\n")
     for split in ("train", "val", "test"):
         names = [f.name for f in files if f.split == split]
         (out_dir / f"files-{split}.txt").write_text("\n".join(names) + "\n")
     (out_dir / "manifest.json").write_text(json.dumps(manifest(files, with_sdists), indent=2) + "\n")
 
 
-def read(corpus_dir: Path, split: str | None = None) -> list[SourceFile]:
+def read(corpus_dir: Path, split: str | None = None, language: str | None = None) -> list[SourceFile]:
+    """The corpus's files, of one split and one language when given (a corpus without languages is Python)."""
     path = corpus_dir / "corpus.jsonl.gz"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no corpus; run `python -m engine.training prepare` first")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         rows = (json.loads(line) for line in fh)
-        return [SourceFile(r["name"], r["split"], r["text"]) for r in rows if split in (None, r["split"])]
+        files = (SourceFile(r["name"], r["split"], r["text"], r.get("language", "python")) for r in rows)
+        return [f for f in files if split in (None, f.split) and language in (None, f.language)]
 
 
 def default_cache() -> Path:

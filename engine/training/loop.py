@@ -387,7 +387,8 @@ def write_log(log, row: dict, objective: str = "diffusion") -> None:
 
 def batch_source(data_dir: Path, tok, eos_id: int, cfg: TrainConfig, split: str, seed: int,
                  batch_size: int | None = None) -> BatchSource:
-    files = corpus.read(data_dir, split)
+    # training draws infill rows from every language; held-out rows stay Python, comparable across corpora
+    files = corpus.read(data_dir, split, None if split == "train" else "python")
     holes = cfg.holes if split == "train" else 1  # held-out rows stay comparable across recipes
     return BatchSource(
         stream=load_stream(data_dir / f"tokens-{split}.bin"),
