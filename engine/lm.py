@@ -95,6 +95,7 @@ class DiffusionLM:
         if n < 1 or (max_canvas is not None and max_canvas < 1) or refresh < 1:
             raise ValueError("canvas, max_canvas and refresh must be >= 1")
         generator = torch.Generator(self.device).manual_seed(seed)
+        prefix, healed = heal(prefix)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         if self.special.expand is not None and (max_canvas or n) > n:
             ids, conf, forwards, n = denoise_expand(
@@ -105,12 +106,15 @@ class DiffusionLM:
             logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
             # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
             stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
-            prior = self.memory_prior(prefix, suffix, memory) if memory is not None and self.memory else None
+            use = memory is not None and self.memory
+            prior = self.memory_prior(prefix, suffix, memory, healed) if use else None
             tokens, confs, forwards = denoise(
                 logits_fn, n, self.special, sampler, generator, cancel, self.device, stops, prior
             )
             ids, conf = middle_of(tokens, confs, self.special)
         text = self.tokenizer.decode(ids)
+        if healed:  # the typed blanks are in the document already
+            text = text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
         if single_line:
             text = text.split("\n", 1)[0]
         ms = (time.perf_counter() - t0) * 1000
@@ -118,18 +122,33 @@ class DiffusionLM:
         return InfillResult(text, conf, stats)
 
 
-    def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig) -> MemoryPrior:
+    def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig, healed: str = "") -> MemoryPrior:
         skip = self.special.stops | {self.special.mask}
         return MemoryPrior(self.memory.index, memory, prefix, suffix, self.tokenizer.encode_batch,
-                           self.tokenizer.decode, skip)
+                           self.tokenizer.decode, skip, healed)
 
     def recall(self, prefix: str, suffix: str = "", max_tokens: int = 32, single_line: bool = False,
                memory: MemoryConfig = MemoryConfig()) -> str:
         """The repository memory's own guess after `prefix`, without the network (see memory.recall)."""
         stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
-        ids = recall(self.memory_prior(prefix, suffix, memory), max_tokens, stops)
+        prefix, healed = heal(prefix)
+        ids = recall(self.memory_prior(prefix, suffix, memory, healed), max_tokens, stops)
         text = self.tokenizer.decode([t for t in ids if t not in self.special.stops])
+        if healed:
+            text = text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
         return text.split("\n", 1)[0] if single_line else text
+
+
+def heal(prefix: str) -> tuple[str, str]:
+    """(prefix, blanks taken off its end). A prefix that ends in spaces after code on its line ("return ")
+    ends in a token that real text almost never has there: in files the space belongs to the next word
+    (" a"), so the canvas is asked for " a" instead. Blank lines' indentation is left: infill rows train
+    it."""
+    line = prefix[prefix.rfind("\n") + 1 :]
+    kept = line.rstrip(" \t")
+    if not kept or kept == line:
+        return prefix, ""
+    return prefix[: len(prefix) - (len(line) - len(kept))], line[len(kept) :]
 
 
 def load_model(

@@ -254,9 +254,12 @@ class MemoryPrior:
         encode: Callable[[list[str]], list[list[int]]],
         decode: Callable[[list[int]], str],
         skip: frozenset[int],
+        healed: str = "",
     ):
         self.index, self.cfg, self.encode, self.decode, self.skip = index, cfg, encode, decode, skip
         self.prefix = prefix.encode("utf-8", "replace")[-cfg.max_length :]
+        # blanks the user typed that the prefix was healed of (engine.lm.heal): the middle starts with them
+        self.healed = healed.encode("utf-8", "replace")
         self.suffix = suffix.encode("utf-8", "replace")[: cfg.max_length]
         # per completion: a context's match and vote (a chain step extends the match of the step before)
         self._matches: dict[tuple[str, bytes], Match] = {}
@@ -358,7 +361,12 @@ class MemoryPrior:
         """Votes per token. A left occurrence whose line is followed by what follows the cursor's line
         (the suffix from its first newline) is the likelier one: it weighs 1 + the bytes that agree. After
         an indentation, an occurrence that goes on with more whitespace sat deeper in its block: no vote."""
-        texts = [t.decode("utf-8", "ignore") for t in (m.following() if side == "left" else m.preceding())]
+        raw = m.following() if side == "left" else m.preceding()
+        if side == "left" and self.healed and context == self.prefix:
+            # what the typed blanks are followed by there, not trailing blanks before a line break
+            n = len(self.healed)
+            raw = [t if t.startswith(self.healed) and t[n : n + 1].strip() else b"" for t in raw]
+        texts = [t.decode("utf-8", "ignore") for t in raw]
         tail = context.rsplit(b"\n", 1)[-1]
         if side == "left" and tail and not tail.strip():
             texts = ["" if t[:1] in (" ", "\t") else t for t in texts]

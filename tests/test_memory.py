@@ -119,3 +119,19 @@ def test_no_continuation_comes_from_the_lines_next_to_the_cursor():
     memory.update("doc", text, cursor=cursor)
     # after "\n    " the previous line ("x = 1") and the next ("return x") are skipped; g's body is not
     assert memory.index.match_left(text[:cursor].encode(), CFG).following() == [b"y = 2\n"]
+
+
+def test_a_prefix_ending_in_a_typed_space_is_healed():
+    from engine.lm import heal
+
+    assert heal("def f(a, b):\n    return ") == ("def f(a, b):\n    return", " ")
+    assert heal("x = f(a,  ") == ("x = f(a,", "  ")
+    assert heal("def f():\n    ") == ("def f():\n    ", "")  # indentation only: as trained
+    assert heal("x = 1") == ("x = 1", "")
+
+
+def test_healed_completions_do_not_repeat_the_typed_space(lm):
+    lm.memory.update("project", "def add(a, b):\n    return a + b\n")
+    result = lm.infill("def plus(a, b):\n    return ", "\n", canvas=20, single_line=True,
+                       memory=MemoryConfig(weight=0.99))
+    assert result.text == "a + b"
