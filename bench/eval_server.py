@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[di
         {
             "capabilities": caps,
             "processId": None,
-            "rootUri": project.as_uri(),
+            "rootUri": None if args.no_root else project.as_uri(),
             "initializationOptions": json.loads(args.options),
         },
     )
@@ -116,6 +116,8 @@ async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[di
                 "p50_ms": round(statistics.median(latency), 1),
                 "p95_ms": round(percentile(latency, 0.95), 1),
                 "options": args.options,
+                "model": args.model or "default",
+                "workspace": "opened files' folders" if args.no_root else "rootUri",
             }
         )
         print(json.dumps(rows[-1]), flush=True)

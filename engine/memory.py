@@ -39,10 +39,12 @@ class MemoryConfig:
     match of n bytes seen c times; a left and a right match each get their own w, summing to at most
     `weight`."""
 
-    weight: float = 0.9
-    half_length: float = 16.0  # match length (bytes) at which w reaches half of `weight`
+    # defaults from bench/eval_memory.py on two held-out projects (README): with this small network the memory
+    # should decide wherever it has a match
+    weight: float = 0.97
+    half_length: float = 8.0  # match length (bytes) at which w reaches half of `weight`
     min_length: int = 4  # shorter matches say little about code
-    count_prior: float = 1.0  # k: how much a match seen once is trusted less than one seen often
+    count_prior: float = 0.2  # k: how much a match seen once is trusted less than one seen often
     max_length: int = 256
     max_occurrences: int = 32  # counted per match: the most recently remembered first
     right: bool = True  # also match the known canvas tokens right of a masked position

@@ -72,10 +72,10 @@ class MemoryOptions(_Options):
     source files) matched against the text around the cursor and mixed into the model's choices."""
 
     enabled: bool = True
-    weight: Annotated[float, Meta(ge=0, lt=1)] = 0.9
-    half_length: Annotated[float, Meta(gt=0)] = 16.0
+    weight: Annotated[float, Meta(ge=0, lt=1)] = 0.97
+    half_length: Annotated[float, Meta(gt=0)] = 8.0
     min_length: Positive = 4
-    count_prior: Annotated[float, Meta(ge=0)] = 1.0
+    count_prior: Annotated[float, Meta(ge=0)] = 0.2
     right: bool = True
     workspace: bool = True  # also remember the workspace folders' source files of the served languages
     max_megabytes: Positive = 8

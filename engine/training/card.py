@@ -81,12 +81,15 @@ def ablation_table(rows: list[dict], group: str) -> str:
     for r in rows:  # the shipped model's latest measurement of each (group, kind, arm)
         if r.get("model", "default") != "default":
             continue
-        arm = r.get("arm") or ("network" if '"enabled": false' in r.get("options", "") else "fused")
+        memory_off = json.loads(r.get("options") or "{}").get("memory", {}).get("enabled", True) is False
+        arm = r.get("arm") or ("network" if memory_off else "fused")
+        if r.get("workspace") == "opened files' folders":
+            arm += ", no workspace named"
         latest[r.get(group), r["kind"], arm] = {**r, "arm": arm}
     if not latest:
         return "Not measured yet.\n"
     lines = [f"| {group} | kind | arm | cases | exact match | edit similarity |", "|---|---|---|---|---|---|"]
-    for r in latest.values():
+    for r in sorted(latest.values(), key=lambda r: (str(r.get(group)), r["kind"], r["arm"])):
         arm = r["arm"]
         lines.append(f"| {r.get(group)} | {r['kind']} | {arm} | {r['cases']} | {r['exact']:.1%} | "
                      f"{r['similarity']:.3f} |")
@@ -178,6 +181,10 @@ right of a position votes too. Three arms on the same cursors of five projects o
 memory alone (its most frequent continuation, no network) and the two fused (the server's default):
 
 {ablation_table([r for r in read_jsonl(memory_results) if r.get("scope") == "project"], "source")}
+The fusion can only beat the memory alone where the memory has no match (or a wrong one) and the network is
+right; with a network this small that is rare, so the fused defaults (weight 0.97, half length 8 bytes)
+let the memory decide wherever it has a match, and the network fills the rest.
+
 Through the real server (`python -m bench.eval_server --project <sdists>`: the unpacked project is the
 workspace, each cursor's file opened with its line deleted, default options):
 
