@@ -112,15 +112,12 @@ class DiffusionLM:
                 logits_fn, n, self.special, sampler, generator, cancel, self.device, stops, prior
             )
             ids, conf = middle_of(tokens, confs, self.special)
-        text = self.tokenizer.decode(ids)
-        if healed:  # the typed blanks are in the document already
-            text = text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
+        text = unheal(self.tokenizer.decode(ids), healed)
         if single_line:
             text = text.split("\n", 1)[0]
         ms = (time.perf_counter() - t0) * 1000
         stats = InfillStats(forwards, n / max(forwards, 1), n, ms)
         return InfillResult(text, conf, stats)
-
 
     def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig, healed: str = "") -> MemoryPrior:
         skip = self.special.stops | {self.special.mask}
@@ -133,9 +130,7 @@ class DiffusionLM:
         stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
         prefix, healed = heal(prefix)
         ids = recall(self.memory_prior(prefix, suffix, memory, healed), max_tokens, stops)
-        text = self.tokenizer.decode([t for t in ids if t not in self.special.stops])
-        if healed:
-            text = text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
+        text = unheal(self.tokenizer.decode([t for t in ids if t not in self.special.stops]), healed)
         return text.split("\n", 1)[0] if single_line else text
 
 
@@ -149,6 +144,13 @@ def heal(prefix: str) -> tuple[str, str]:
     if not kept or kept == line:
         return prefix, ""
     return prefix[: len(prefix) - (len(line) - len(kept))], line[len(kept) :]
+
+
+def unheal(text: str, healed: str) -> str:
+    # the typed blanks are in the document already
+    if not healed:
+        return text
+    return text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
 
 
 def load_model(
