@@ -1,7 +1,10 @@
-"""DreamOn-style variable-length infilling: a committed <expand> becomes two masks, a committed EOS is deleted.
+"""DreamOn-style variable-length infilling: a committed <expand> becomes two masks, a committed EOS is
+deleted.
 
 The canvas changes length between forwards, so every forward runs over the whole rebuilt sequence (no
-context cache), as DreamOn's own generator does.
+context cache), as DreamOn's own generator does. Otherwise it means what `denoise` means: the same sampler,
+the same prior (the repository memory) mixed in, and a committed stop from `stops` beyond the model's own
+(the newline of a single-line middle) ends the middle once nothing before it is masked.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from engine.errors import Cancelled
-from engine.generate import shifted_rows
+from engine.generate import Prior, shifted_rows
 from engine.model import Transformer
 from engine.sample import SamplerConfig, block_eligible, propose, select
 from engine.tokenizer import SpecialTokens
@@ -27,8 +30,13 @@ def denoise_expand(
     sampler: SamplerConfig,
     generator: torch.Generator | None,
     cancel: Callable[[], bool] | None = None,
+    ends: frozenset[int] = frozenset(),
+    prior: Prior | None = None,
 ) -> tuple[list[int], float, int, int]:
-    """Returns the middle ids, its mean confidence, the forward count and the largest canvas used."""
+    """Returns the middle ids, its mean confidence, the forward count and the largest canvas used.
+
+    `ends`: tokens that end the middle, kept, once no mask is left before them (a single line's newline);
+    the model's own stop tokens keep DreamOn's meaning here: delete this position."""
     assert special.expand is not None, "denoise_expand needs a checkpoint with an expand token"
     device = model.embed.weight.device
     window = [special.mask] * canvas
@@ -47,6 +55,8 @@ def denoise_expand(
         if len(window) >= max_canvas:
             logits[:, special.expand] = float("-inf")
         masked = torch.tensor([t == special.mask for t in window], device=device)
+        if prior is not None:
+            logits = prior(logits, torch.tensor(window, device=device), masked)
         x0, conf = propose(logits, sampler, generator)
         commit = select(conf, block_eligible(masked, sampler.block_size), sampler).tolist()
         x0, conf = x0.tolist(), conf.tolist()
@@ -63,9 +73,19 @@ def denoise_expand(
             else:
                 new_window.append(x0[i])
                 new_confs.append(conf[i])
-        window, confs = new_window, new_confs
+        window, confs = _cut_at_end(new_window, new_confs, ends, special.mask)
         widest = max(widest, len(window))
     kept = [(t, c) for t, c in zip(window, confs) if t != special.mask]
     window, confs = [t for t, _ in kept], [c for _, c in kept]
     mean = sum(confs) / len(confs) if confs else 0.0
     return window, mean, forwards, widest
+
+
+def _cut_at_end(window: list[int], confs: list[float], ends: frozenset[int], mask: int):
+    # the first committed end token with only committed tokens before it closes the middle
+    for i, token in enumerate(window):
+        if token == mask:
+            break
+        if token in ends:
+            return window[: i + 1], confs[: i + 1]
+    return window, confs

@@ -52,22 +52,36 @@ class DiffusionLM:
         # [B, T] -> raw logits [B, T, V], no shift applied
         return self.model(input_ids.to(self.device))
 
+    @property
+    def max_positions(self) -> int:
+        """Tokens the model can see at once: context before and after plus the canvas."""
+        return self.model.cfg.max_position_embeddings
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embed.weight.dtype
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
+    def _ends(self) -> tuple[list[int], list[int]]:
+        # special tokens around the text: a BOS that is not also the EOS; the family's EOS after the suffix
+        bos, eos = self.special.bos, self.special.eos
+        head = [bos] if bos is not None and bos != eos else []
+        return head, [eos] if self.family.infill_eos else []
+
+    def context_room(self, canvas: int) -> int:
+        """Tokens of prefix plus suffix that fit beside a canvas of `canvas` tokens, special tokens aside."""
+        head, tail = self._ends()
+        return self.max_positions - canvas - len(head) - len(tail)
+
     def context_ids(self, prefix: str, suffix: str, canvas: int) -> tuple[list[int], list[int]]:
         """Token ids before and after the canvas, cut to fit the model's positions (prefix keeps its end)."""
-        head = (
-            [self.special.bos]
-            if self.special.bos is not None and self.special.bos != self.special.eos
-            else []
-        )
-        tail = [self.special.eos] if self.family.infill_eos else []
+        head, tail = self._ends()
         pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
-        room = self.model.cfg.max_position_embeddings - canvas - len(head) - len(tail)
+        room = self.context_room(canvas)
         if room < 0:
-            limit = self.model.cfg.max_position_embeddings
-            raise ValueError(f"canvas {canvas} does not fit the model's {limit} positions")
+            raise ValueError(f"canvas {canvas} does not fit the model's {self.max_positions} positions")
         keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
         suf = suf[:keep_suffix]
         pre = pre[max(len(pre) - (room - len(suf)), 0) :]
@@ -82,32 +96,49 @@ class DiffusionLM:
         canvas: int | None = None,
         max_canvas: int | None = None,
         sampler: SamplerConfig | None = None,
-        cache: bool = True,
+        cache: bool | None = None,
         refresh: int = DEFAULT_REFRESH,
         seed: int = 0,
         cancel: Callable[[], bool] | None = None,
         single_line: bool = False,
         memory: MemoryConfig | None = MemoryConfig(),
     ) -> InfillResult:
+        """Denoise a middle between `prefix` and `suffix`.
+
+        canvas: masks to fill (default 32); the middle ends at the first stop token, so it may come out
+        shorter. max_canvas: how far the canvas may grow on checkpoints that can grow it (DreamOn's expand
+        token); other checkpoints fill exactly `canvas`. cache: the approximate context cache, with a full
+        forward every `refresh` steps; None uses it where the canvas has a fixed length, and a growing canvas
+        (which shifts the suffix's positions every step) rejects True. single_line: the middle ends at its
+        first newline. memory: mix in the repository memory (`self.memory`), None to leave it out.
+        """
         t0 = time.perf_counter()
         sampler = sampler or SamplerConfig()
-        n = canvas or DEFAULT_CANVAS
-        if n < 1 or (max_canvas is not None and max_canvas < 1) or refresh < 1:
-            raise ValueError("canvas, max_canvas and refresh must be >= 1")
+        n = DEFAULT_CANVAS if canvas is None else canvas
+        for name, value in (("canvas", n), ("max_canvas", max_canvas), ("refresh", refresh)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        grows = self.special.expand is not None and (max_canvas or n) > n
+        if grows and cache:
+            raise ValueError("cache=True needs a fixed canvas: this checkpoint grows it up to max_canvas "
+                             "(pass cache=None, or max_canvas=canvas)")
         generator = torch.Generator(self.device).manual_seed(seed)
         prefix, healed = heal(prefix)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
-        if self.special.expand is not None and (max_canvas or n) > n:
+        # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
+        newline = self.tokenizer.newline_ids if single_line else frozenset()
+        use = memory is not None and self.memory
+        prior = self.memory_prior(prefix, suffix, memory, healed) if use else None
+        if grows:
             ids, conf, forwards, n = denoise_expand(
-                self.model, before, after, n, max_canvas, self.special, sampler, generator, cancel
+                self.model, before, after, n, max_canvas, self.special, sampler, generator, cancel,
+                ends=newline, prior=prior,
             )
         else:
             seq = torch.tensor([before + [self.special.mask] * n + after], device=self.device)
-            logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, cache, refresh)
-            # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
-            stops = self.special.stops | (self.tokenizer.newline_ids if single_line else frozenset())
-            use = memory is not None and self.memory
-            prior = self.memory_prior(prefix, suffix, memory, healed) if use else None
+            use_cache = cache is not False
+            logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, use_cache, refresh)
+            stops = self.special.stops | newline
             tokens, confs, forwards = denoise(
                 logits_fn, n, self.special, sampler, generator, cancel, self.device, stops, prior
             )
@@ -153,13 +184,23 @@ def unheal(text: str, healed: str) -> str:
     return text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
 
 
+def check_device(device: str) -> None:
+    """One line for a device this machine does not have: cpu, cuda[:n] (NVIDIA or ROCm) or mps (Apple)."""
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but Apple MPS is not available on this machine")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not one of cpu, cuda, cuda:N, mps")
+
+
 def load_model(
     path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32"
 ) -> DiffusionLM:
     """Load a checkpoint folder (or the embedded default model when path is None)."""
     folder = Path(path) if path is not None else DEFAULT_MODEL
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    check_device(device)
     model, family, config = load_transformer(folder, device, dtype)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)
     return DiffusionLM(model, family, tokenizer, folder)

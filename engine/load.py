@@ -29,6 +29,8 @@ def native_bf16(device: str) -> bool:
     """Whether bf16 matmuls run natively (CUDA with bf16, or a CPU with AMX / AVX512-BF16)."""
     if str(device).startswith("cuda"):
         return torch.cuda.is_bf16_supported()
+    if str(device).startswith("mps"):
+        return False  # fp32 on Apple GPUs: bf16 support depends on the macOS version
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

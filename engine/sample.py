@@ -56,11 +56,11 @@ def _bad(field: str, value: object, expected: str) -> None:
 def propose(logits: Tensor, cfg: SamplerConfig, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     # logits: [M, V] for the masked positions -> x0 [M] long, conf [M] float32
     if cfg.gumbel:
-        scores = logits.double()
+        scores = logits.to(wide(logits.device))
         if cfg.temperature > 0:
             scores = filter_logits(scores, cfg.top_p, cfg.top_k)
         x0 = add_gumbel_noise(scores, cfg.temperature, generator).argmax(-1)
-        probs = torch.softmax(logits.double(), dim=-1)  # LLaDA: confidence without temperature
+        probs = torch.softmax(logits.to(wide(logits.device)), dim=-1)  # LLaDA: confidence without temperature
     elif cfg.temperature > 0:
         # Dream order: logits / T -> top-p -> top-k -> softmax -> sample
         probs = torch.softmax(filter_logits(logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), dim=-1)
@@ -86,6 +86,11 @@ def confidence(probs: Tensor, x0: Tensor, kind: str, generator: torch.Generator 
     raise ValueError(f"unknown confidence kind {kind!r}")
 
 
+def wide(device: torch.device) -> torch.dtype:
+    # Apple's MPS has no float64; everywhere else the Gumbel proposal runs in float64
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def filter_logits(logits: Tensor, top_p: float, top_k: int) -> Tensor:
     # logits: [M, V] -> [M, V] with tokens outside the nucleus / top-k set to -inf
     if top_p < 1:
@@ -103,11 +108,12 @@ def filter_logits(logits: Tensor, top_p: float, top_k: int) -> Tensor:
 def add_gumbel_noise(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
     # logits: [..., V] -> float64 [..., V]; argmax samples softmax(logits / T) (Gumbel-max, LLaDA)
     # float64 because low-precision Gumbel noise measurably hurts quality (LLaDA generate.py).
-    logits = logits.double()
+    dtype = wide(logits.device)
+    logits = logits.to(dtype)
     if temperature == 0:
         return logits
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
-    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(torch.float64).tiny)))
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=dtype)
+    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(dtype).tiny)))
     return logits + temperature * gumbel
 
 

@@ -80,17 +80,17 @@ def describe(model) -> dict:
         "model": str(model.path),
         "family": model.family.name,
         "device": str(model.device),
-        "dtype": str(next(model.model.parameters()).dtype).removeprefix("torch."),
+        "dtype": str(model.dtype).removeprefix("torch."),
     }
 
 
-def context_budget(options: Options, positions: int, device: str) -> int:
-    """Tokens of context infill may choose: the option (or the device's default), within what the model can
-    see beside the largest canvas; infill picks them by syntax, where the engine would cut blindly."""
+def context_budget(options: Options, room: int, device: str) -> int:
+    """Tokens of context infill may choose: the option (or the device's default), within `room`, what the
+    model can see beside the largest canvas; infill picks them by syntax, where the engine would cut
+    blindly."""
     want = options.completion.context_tokens
     if want is None:
         want = CPU_CONTEXT_TOKENS if device == "cpu" else options.infill().context_tokens
-    room = positions - options.completion.max_tokens - 2
     return max(MIN_CONTEXT, min(want, room))
 
 
@@ -114,7 +114,8 @@ def complete(
         model.memory.index.max_bytes = options.memory.max_megabytes * 2**20
         model.memory.update(key or "<document>", doc.text, cursor=offset)
     fill = make_filler(model, sampler_config(options.sampler), cancel, memory)
-    budget = context_budget(options, model.model.cfg.max_position_embeddings, model.device.type)
+    room = model.context_room(options.completion.max_tokens)
+    budget = context_budget(options, room, model.device.type)
     infill_options = dataclasses.replace(options.infill(), context_tokens=budget)
     c = infill.complete(
         doc,

@@ -169,7 +169,11 @@ def test_checkpoint_with_expand_token_uses_expand_delete(tmp_path, tiny_checkpoi
     from tests.checkpoints import write_dream_checkpoint
 
     calls = []
-    monkeypatch.setattr(engine.lm, "denoise_expand", lambda *a: calls.append(a) or denoise_expand(*a))
+    def spy(*a, **k):
+        calls.append(a)
+        return denoise_expand(*a, **k)
+
+    monkeypatch.setattr(engine.lm, "denoise_expand", spy)
     model = engine.load_model(write_dream_checkpoint(tmp_path, extra_specials=("<|expand|>",)))
     assert model.special.expand == model.tokenizer.hf.token_to_id("<|expand|>")
     r = model.infill("x = ", "\n", canvas=4, max_canvas=8, sampler=SamplerConfig(threshold=None))
@@ -177,3 +181,56 @@ def test_checkpoint_with_expand_token_uses_expand_delete(tmp_path, tiny_checkpoi
     assert "<|expand|>" not in r.text and "<|mask|>" not in r.text
     engine.load_model(tiny_checkpoint).infill("x = ", "\n", canvas=4, max_canvas=8)
     assert len(calls) == 1  # no expand token: the fixed canvas path
+    with pytest.raises(ValueError, match="cache=True needs a fixed canvas"):
+        model.infill("x = ", "\n", canvas=4, max_canvas=8, cache=True)
+    assert model.infill("x = ", "\n", canvas=4, max_canvas=4, cache=True).stats.canvas == 4
+
+
+@pytest.mark.parametrize("bad", [{"canvas": 0}, {"canvas": -3}, {"max_canvas": 0}, {"refresh": 0},
+                                 {"canvas": 2.5}, {"canvas": True}])
+def test_infill_rejects_sizes_below_one(tiny_checkpoint, bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"^{name} must be an integer >= 1"):
+        engine.load_model(tiny_checkpoint).infill("x = ", "\n", **bad)
+
+
+class ScoredModel(ScriptedModel):
+    """Like ScriptedModel, but the plan gives (token, logit) so commit order is set by the test."""
+
+    def forward(self, ids, rows):
+        logits = torch.zeros(1, ids.shape[1], V)
+        for i, t in enumerate(ids[0].tolist()):
+            if t == MASK:
+                token, value = self.plan(len(ids[0]), i)
+                logits[0, i, token] = value
+        return logits[:, rows]
+
+
+def test_expand_ends_at_a_newline_once_nothing_before_it_is_masked():
+    special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
+    newline = 3
+    # canvas position 1 (sequence position 3) is a confident newline, committed first; the middle ends
+    # there once position 0 is filled, and not before
+    model = ScoredModel(lambda total, i: (newline, 20.0) if i == 3 else (7, 10.0 - i))
+    sampler = SamplerConfig(threshold=None)
+    ids, _, forwards, _ = denoise_expand(model, [5, 5], [6], 4, 4, special, sampler, None,
+                                         ends=frozenset({newline}))
+    assert ids == [7, newline] and forwards == 2
+    ids, _, forwards, _ = denoise_expand(model, [5, 5], [6], 4, 4, special, sampler, None)
+    assert ids == [7, newline, 7, 7] and forwards == 4
+
+
+def test_expand_mixes_in_the_prior():
+    special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
+    seen = []
+
+    def prior(logits, canvas, masked):
+        seen.append((canvas.tolist(), masked.tolist()))
+        logits = logits.clone()
+        logits[:, 4] = 100.0
+        return logits
+
+    model = ScoredModel(lambda total, i: (7, 10.0 - i))
+    sampler = SamplerConfig(threshold=None)
+    ids, _, _, _ = denoise_expand(model, [5], [6], 3, 3, special, sampler, None, prior=prior)
+    assert ids == [4, 4, 4] and seen[0] == ([MASK] * 3, [True] * 3) and len(seen) == 3

@@ -1,6 +1,7 @@
 """The context budget the server gives infill: the option or the device's default, within the model's
 positions."""
 
+import engine
 from lsp_server.filler import CPU_CONTEXT_TOKENS, MIN_CONTEXT, context_budget
 from lsp_server.options import CompletionOptions, Options
 
@@ -19,7 +20,17 @@ def test_an_explicit_budget_wins_on_any_device():
     assert context_budget(options(context_tokens=100), 4096, "cuda") == 100
 
 
-def test_the_budget_leaves_room_for_the_largest_canvas():
-    assert context_budget(options(context_tokens=1000), 512, "cuda") == 512 - 128 - 2
-    assert context_budget(options(context_tokens=1000, max_tokens=64), 512, "cpu") == 512 - 64 - 2
-    assert context_budget(Options(), 100, "cpu") == MIN_CONTEXT  # a model with few positions still gets some
+def test_the_budget_stays_within_the_room():
+    assert context_budget(options(context_tokens=1000), 382, "cuda") == 382
+    assert context_budget(Options(), 10, "cpu") == MIN_CONTEXT  # a model with few positions still gets some
+
+
+def test_the_room_is_what_context_ids_fills():
+    # the server's budget comes from the model's own room: a budget that large fits beside the canvas exactly
+    model = engine.load_model()
+    for canvas in (16, 128):
+        room = model.context_room(canvas)
+        before, after = model.context_ids("x = 1\n" * 2000, "y = 2\n" * 2000, canvas)
+        assert len(before) + canvas + len(after) == model.max_positions == 512
+        assert room <= 512 - canvas and room + canvas + 1 >= 512  # one special token at most
+        assert len(model.tokenizer.encode("x = 1\n" * 2000)) > room
