@@ -1,6 +1,7 @@
 """What the tree and the nearby lines say about a cursor position: `syntax_context(doc, offset)`."""
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import tree_sitter
@@ -74,12 +75,16 @@ _LINE_INDENT = re.compile(r"\n([ \t]*)\S")
 
 
 def guess_indent_unit(text: str, pos: int, default: str, chars: int = 2000) -> str:
-    """Smallest positive indentation step between consecutive non-blank lines near pos."""
+    """The most frequent positive indentation step between consecutive non-blank lines near pos (the
+    smaller on a tie). Not the smallest: continuation lines aligned under an opening bracket, or
+    docstrings, make odd steps that are not the block unit."""
     indents = _LINE_INDENT.findall(text, max(0, pos - chars), pos + chars // 2)
     if any("\t" in ws for ws in indents):
         return "\t"
-    steps = [len(b) - len(a) for a, b in zip(indents, indents[1:]) if len(b) > len(a)]
-    return " " * min(steps) if steps else default
+    steps = Counter(len(b) - len(a) for a, b in zip(indents, indents[1:]) if len(b) > len(a))
+    if not steps:
+        return default
+    return " " * min(steps, key=lambda step: (-steps[step], step))
 
 
 def captures_near(
