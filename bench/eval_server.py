@@ -1,6 +1,7 @@
 """Completion quality and latency through the real server, on projects that are not in the training corpus.
 
     python -m bench.eval_server --project SDIST [SDIST ...] [--cases 50] [--options JSON] [--model DIR]
+    python -m bench.eval_server --humaneval 100 [--cursor line-start|indented]
 
 Each sdist (e.g. `pip download --no-deps --no-binary :all: attrs==25.4.0`) is unpacked into a temporary
 folder that becomes the server's workspace (`rootUri`), as when an editor opens a project. Cursors are drawn
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import gzip
 import json
 import statistics
 import sys
@@ -30,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_lsp import ROOT, Client, inline_params, open_doc, percentile  # noqa: E402
 from bench.eval_memory import cases, project_files  # noqa: E402
+from bench.eval_model import HUMANEVAL, passes, spread  # noqa: E402
 
 
 def unpack(archive: Path, into: Path) -> Path:
@@ -60,9 +63,8 @@ def apply(text: str, item: dict) -> str:
     return text[: offset(sl, sc)] + item["insertText"] + text[offset(el, ec) :]
 
 
-async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[dict]:
-    project = unpack(archive, workdir)
-    files = project_files(archive)
+async def start(args: argparse.Namespace, root: Path | None) -> tuple[asyncio.subprocess.Process, Client]:
+    """A server with default options (or --options), initialized and done loading its model."""
     command = [sys.executable, "-m", "lsp_server", *(["--model", args.model] if args.model else [])]
     process = await asyncio.create_subprocess_exec(
         *command, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
@@ -74,37 +76,82 @@ async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[di
         {
             "capabilities": caps,
             "processId": None,
-            "rootUri": None if args.no_root else project.as_uri(),
+            "rootUri": None if root is None else root.as_uri(),
             "initializationOptions": json.loads(args.options),
         },
     )
     client.notify("initialized", {})
-    while (status := (await client.request("unmask/status"))[1]["result"])["state"] == "loading":
+    while (await client.request("unmask/status"))[1]["result"]["state"] == "loading":
         await asyncio.sleep(0.1)
+    return process, client
+
+
+async def stop(process: asyncio.subprocess.Process, client: Client) -> None:
+    await client.request("shutdown")
+    client.notify("exit", {})
+    await process.wait()
+
+
+async def complete_at(
+    client: Client, uri: str, text: str, offset: int, settle_ms: float
+) -> tuple[str, float]:
+    """The document after accepting the first inline item at `offset` (unchanged without one), and the
+    client-measured latency in ms; the document is opened first and closed after."""
+    open_doc(client, uri, text)
+    await asyncio.sleep(settle_ms / 1000)
+    line = text[:offset].count("\n")
+    line_start = text.rfind("\n", 0, offset) + 1
+    col = utf16_col(text[line_start:], offset - line_start)
+    t0 = time.perf_counter()
+    t1, response = await client.request("textDocument/inlineCompletion", inline_params(uri, line, col, False))
+    items = response["result"]["items"] if response.get("result") else []
+    client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    return (apply(text, items[0]) if items else text), (t1 - t0) * 1000
+
+
+async def humaneval(args: argparse.Namespace, workdir: Path) -> dict:
+    """HumanEval single-line infilling through the server: each task's program is one open file (no
+    workspace), the line deleted, the cursor on the empty line at column 0 (`--cursor line-start`) or
+    after the gold line's indentation as an editor's auto-indent leaves it (`--cursor indented`)."""
+    with gzip.open(HUMANEVAL / "HumanEval-SingleLineInfilling.jsonl.gz", "rt") as fh:
+        tasks = spread([json.loads(line) for line in fh], args.humaneval)
+    process, client = await start(args, None)
+    passed, answered, latency = 0, 0, []
+    for i, task in enumerate(tasks):
+        gold = task["canonical_solution"]
+        indent = gold[: len(gold) - len(gold.lstrip())] if args.cursor == "indented" else ""
+        prefix = task["prompt"] + indent
+        text = prefix + "\n" + task["suffix"]
+        uri = (workdir / f"task_{i}.py").as_uri()
+        after, ms = await complete_at(client, uri, text, len(prefix), args.settle_ms)
+        latency.append(ms)
+        answered += after != text
+        line = after[len(task["prompt"]) :].split("\n", 1)[0]
+        passed += passes(task["prompt"] + line + "\n" + task["suffix"] + "\n" + task["test"] + "\n"
+                         + f"check({task['entry_point']})\n")
+    await stop(process, client)
+    return {"humaneval_single_line_pass@1": passed / len(tasks), "tasks": len(tasks), "answered": answered,
+            "cursor": args.cursor, "p50_ms": round(statistics.median(latency), 1),
+            "p95_ms": round(percentile(latency, 0.95), 1), "options": args.options,
+            "model": args.model or "default"}
+
+
+async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[dict]:
+    project = unpack(archive, workdir)
+    files = project_files(archive)
+    process, client = await start(args, None if args.no_root else project)
     await asyncio.sleep(args.index_wait)  # let the workspace scan finish before the first cursor
     rows = []
     for kind in ("line", "rest"):
         exact, sim, latency, answered = [], [], [], 0
         for name, text, offset, gold in cases(files, args.cases, kind, args.seed):
-            path = workdir / name
-            uri = path.resolve().as_uri()
-            open_doc(client, uri, text)
-            await asyncio.sleep(args.settle_ms / 1000)
-            line = text[:offset].count("\n")
-            line_start = text.rfind("\n", 0, offset) + 1
-            col = utf16_col(text[line_start:], offset - line_start)
-            t0 = time.perf_counter()
-            t1, response = await client.request(
-                "textDocument/inlineCompletion", inline_params(uri, line, col, False)
-            )
-            latency.append((t1 - t0) * 1000)
-            items = response["result"]["items"] if response.get("result") else []
-            answered += bool(items)
-            after = apply(text, items[0]) if items else text
+            uri = (workdir / name).resolve().as_uri()
+            after, ms = await complete_at(client, uri, text, offset, args.settle_ms)
+            latency.append(ms)
+            answered += after != text
             got = after[offset:].split("\n", 1)[0].rstrip()
             exact.append(got == gold)
             sim.append(difflib.SequenceMatcher(None, got, gold).ratio())
-            client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
         rows.append(
             {
                 "project": archive.name,
@@ -123,15 +170,17 @@ async def run(args: argparse.Namespace, archive: Path, workdir: Path) -> list[di
         print(json.dumps(rows[-1]), flush=True)
     status = (await client.request("unmask/status"))[1]["result"]
     rows[-1]["memory"] = status.get("memory")
-    await client.request("shutdown")
-    client.notify("exit", {})
-    await process.wait()
+    await stop(process, client)
     return rows
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--project", type=Path, nargs="+", required=True)
+    p.add_argument("--project", type=Path, nargs="+", default=[])
+    p.add_argument("--humaneval", type=int, default=0, metavar="N",
+                   help="also run N HumanEval single-line tasks (evenly spread; all 1033 with a large N)")
+    p.add_argument("--cursor", choices=("line-start", "indented"), default="line-start",
+                   help="HumanEval cursor: column 0 of the emptied line, or after its indentation")
     p.add_argument("--model")
     p.add_argument("--cases", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -145,6 +194,15 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=Path("runs/eval_server.jsonl"))
     args = p.parse_args()
+    if not args.project and not args.humaneval:
+        p.error("give --project SDIST ... and/or --humaneval N")
+    if args.humaneval:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = asyncio.run(humaneval(args, Path(tmp)))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+        print(json.dumps(result), flush=True)
     rows = []
     for archive in args.project:
         with tempfile.TemporaryDirectory() as tmp:
@@ -160,6 +218,8 @@ def main() -> int:
             f"| {r['project']} | {r['kind']} | {r['exact']:.1%} | {r['similarity']:.3f} | "
             f"{r['answered']}/{r['cases']} | {r['p50_ms']} / {r['p95_ms']} |"
         )
+    if not rows:
+        return 0
     totals = {}
     for kind in ("line", "rest"):
         chosen = [r for r in rows if r["kind"] == kind]
