@@ -4,7 +4,7 @@ The engine knows nothing of editors or syntax: it turns (text before, text after
 denoised middle.
 """
 
-from engine.errors import Cancelled, CheckpointError
+from engine.errors import Cancelled, CheckpointError, DoesNotFit, HubError
 from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
 from engine.memory import MemoryConfig, RepositoryMemory
 from engine.sample import SamplerConfig
@@ -14,6 +14,8 @@ __all__ = [
     "Cancelled",
     "CheckpointError",
     "DiffusionLM",
+    "DoesNotFit",
+    "HubError",
     "InfillResult",
     "InfillStats",
     "MemoryConfig",

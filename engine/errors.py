@@ -5,5 +5,13 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded; the message names the file, tensor or field."""
 
 
+class HubError(CheckpointError):
+    """A Hugging Face model id that cannot become a folder; the message names the id and what to do."""
+
+
+class DoesNotFit(CheckpointError):
+    """A checkpoint that needs more memory than the device has free; the message has the numbers."""
+
+
 class Cancelled(Exception):
     """Raised inside the denoising loop when the caller's cancel() returns True."""

@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from engine import fit, hub
 from engine.expand import denoise_expand
 from engine.families import Family
 from engine.generate import CanvasLogits, denoise, middle_of
-from engine.load import load_transformer
+from engine.load import load_transformer, parse_dtype
 from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, recall
 from engine.model import Transformer
+from engine.quantize import parse_quantize
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
 
@@ -196,11 +198,21 @@ def check_device(device: str) -> None:
 
 
 def load_model(
-    path: str | Path | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32"
+    path: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    quantize: str | None = None,
+    progress: hub.Progress | None = None,
 ) -> DiffusionLM:
-    """Load a checkpoint folder (or the embedded default model when path is None)."""
-    folder = Path(path) if path is not None else DEFAULT_MODEL
+    """Load a checkpoint folder, a Hugging Face id `org/name[@revision]` (downloaded into the Hub's cache
+    first; engine/hub.py), or the embedded default model when path is None. Refuses, before loading, a model
+    that cannot fit on the device (engine/fit.py).
+    quantize: None (or "none"), or "int8" for int8 linear-layer weights (engine/quantize.py)."""
+    quantize = parse_quantize(quantize)
     check_device(device)
-    model, family, config = load_transformer(folder, device, dtype)
+    folder = hub.resolve(path, progress) if path is not None else DEFAULT_MODEL
+    name = hub.repo_id_of(folder) or str(path or folder)
+    fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
+    model, family, config = load_transformer(folder, device, dtype, quantize)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)
     return DiffusionLM(model, family, tokenizer, folder)

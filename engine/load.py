@@ -13,6 +13,7 @@ from engine.config import ModelConfig
 from engine.errors import CheckpointError
 from engine.families import Family, family_for, qwen2_weights
 from engine.model import Transformer
+from engine.quantize import Int8Linear, int8_state, parse_quantize, quantize_int8
 
 DTYPES = {
     "float32": torch.float32,
@@ -115,7 +116,8 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
     mapping = family.weights(model.cfg)
     wanted = {n for v in mapping.values() for n in ((v,) if isinstance(v, str) else v)}
     _check_names(files, wanted, family, folder)
-    params = dict(model.named_parameters(remove_duplicate=False))
+    params = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers())
+    int8 = {n + ".weight" for n, m in model.named_modules() if isinstance(m, Int8Linear)}
     state, handles = {}, {}
     for ours, theirs in mapping.items():
         names = (theirs,) if isinstance(theirs, str) else theirs
@@ -127,7 +129,10 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
                 f"{files[names[0]].name}: tensor {shapes} does not fit "
                 f"{ours} {tuple(params[ours].shape)} from config.json"
             )
-        state[ours] = tensor.to(device=device, dtype=dtype)
+        if ours in int8:  # quantized as read, so no full-precision copy of the model is ever held
+            state.update(int8_state(ours, tensor, device, dtype))
+        else:
+            state[ours] = tensor.to(device=device, dtype=dtype)
     if model.cfg.tie_word_embeddings:
         state["head.weight"] = state["embed.weight"]
     model.load_state_dict(state, strict=True, assign=True)
@@ -136,8 +141,9 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
 
 
 def load_transformer(
-    folder: Path, device="cpu", dtype: str | torch.dtype = "float32"
+    folder: Path, device="cpu", dtype: str | torch.dtype = "float32", quantize: str | None = None
 ) -> tuple[Transformer, Family, dict]:
+    quantize = parse_quantize(quantize)
     config = read_config(folder)
     family = family_for(config)
     try:
@@ -146,6 +152,8 @@ def load_transformer(
         raise CheckpointError(f"{folder / 'config.json'}: missing field {e.args[0]!r}") from None
     with torch.device("meta"):
         model = Transformer(cfg)
+    if quantize == "int8":
+        quantize_int8(model)
     load_weights(model, folder, family, device, parse_dtype(dtype, device))
     return model.eval(), family, config
 

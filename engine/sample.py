@@ -123,12 +123,13 @@ def add_gumbel_noise(logits: Tensor, temperature: float, generator: torch.Genera
 def select(conf: Tensor, eligible: Tensor, cfg: SamplerConfig, n_fixed: int | None = None) -> Tensor:
     # conf: [M], eligible: [M] bool -> commit [M] bool
     # Commits the top-n eligible positions (n = n_fixed, else tokens_per_step; at least 1), plus, with a
-    # threshold, every eligible position whose conf exceeds it.
+    # threshold, every eligible position whose conf exceeds it. Equal confidences commit leftmost first:
+    # topk's order among ties differs between CPU kernels (AVX2 / AVX-512) and devices.
     n = n_fixed if n_fixed is not None else cfg.tokens_per_step
     n = min(max(n, 1), conf.shape[0])
     score = conf.masked_fill(~eligible, float("-inf"))
     commit = torch.zeros_like(eligible)
-    commit[score.topk(n).indices] = True
+    commit[score.sort(descending=True, stable=True).indices[:n]] = True
     if cfg.threshold is not None:
         commit |= conf > cfg.threshold
     return commit & eligible

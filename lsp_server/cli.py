@@ -3,10 +3,12 @@
   unmask serve [--tcp [--host H] [--port P]] [model options]   LSP over stdio (or TCP, 127.0.0.1 by default)
   unmask complete FILE --line L --col C [--json] [model options] the completion at line L, column C (1-based)
   unmask fill FILE [--marker M] [--in-place] [model options]     fill every hole marked M (default <|fill|>)
+  unmask models                                                  the public checkpoints known to work
   unmask train ...                                               python -m engine.training ...
 
-Model options: --model DIR (default: the embedded model), --device, --dtype, --threads, --options JSON (the
-server's initializationOptions schema, e.g. '{"completion": {"maxLines": 8}}').
+Model options: --model DIR or a Hugging Face id ORG/NAME[@REVISION] (default: the embedded model), --device,
+--dtype, --quantize, --threads, --options JSON (the server's initializationOptions schema, e.g.
+'{"completion": {"maxLines": 8}}').
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unmask", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,train}")
+    sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,models,train}")
     serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
     serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
     serve.add_argument(
@@ -67,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
     fill.add_argument("--marker", default=HOLE, help=f"hole marker (default {HOLE})")
     fill.add_argument("--in-place", action="store_true", help="write the result back to FILE")
     fill.set_defaults(run=cmd_fill)
+    models = sub.add_parser("models", help="list the public checkpoints known to work, with their settings")
+    models.set_defaults(run=cmd_models)
     sub.add_parser("train", help="train the embedded model: unmask train --help", add_help=False)
     for command in (serve, complete, fill):
         model_arguments(command)
@@ -76,16 +80,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
+    p.add_argument("--model", help="checkpoint folder, or Hugging Face id org/name[@revision] (downloaded "
+                   "once into the Hub's cache; `unmask models` lists some); default: the embedded model")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 where the hardware runs it natively (AMX, AVX512-BF16, CUDA)")
+    p.add_argument("--quantize", default="none", choices=("none", "int8"),
+                   help="int8: linear-layer weights in int8, about half of bf16's memory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the CPUs, at most 4)")
     p.add_argument("--options", help="JSON object in the initializationOptions schema")
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    model = {"path": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads}
+    model = {"path": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads,
+             "quantize": args.quantize}
     try:
         base = msgspec.convert({"model": model}, Options)
         raw = json.loads(args.options) if args.options else None
@@ -95,6 +103,21 @@ def options_from(args: argparse.Namespace) -> Options:
     for message in messages:
         print(f"unmask: {message}", file=sys.stderr)
     return options
+
+
+def load(opts):
+    """filler.load; a model the user got wrong (folder, Hub id, device, too big to fit) is one line."""
+    try:
+        return filler.load(opts)
+    except ValueError as e:  # engine.CheckpointError and its HubError and DoesNotFit are ValueErrors
+        raise SystemExit(f"unmask: {e}") from None
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.catalogue import lines
+
+    print("\n".join(lines()))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -128,7 +151,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if not 1 <= args.col <= line_end + 1:
         raise SystemExit(f"unmask: {args.file}:{args.line}: --col must be in 1..{line_end + 1}")
     options = options_from(args)
-    model, offset, t0 = filler.load(options.model), starts[args.line - 1] + args.col - 1, time.perf_counter()
+    model, offset, t0 = load(options.model), starts[args.line - 1] + args.col - 1, time.perf_counter()
     c = filler.complete(model, doc, offset, options, invoked=True)
     ms = (time.perf_counter() - t0) * 1000
     if c is None:
@@ -165,7 +188,7 @@ def cmd_fill(args: argparse.Namespace) -> int:
     doc = infill.Document("".join(pieces), marked.language)
     holes = [sum(map(len, pieces[: i + 1])) for i in range(len(pieces) - 1)]  # offsets in the unmarked text
     options = options_from(args)
-    model, empty = filler.load(options.model), 0
+    model, empty = load(options.model), 0
     for i in range(len(holes)):
         c = filler.complete(model, doc, holes[i], options, invoked=True)
         if c is None:

@@ -23,13 +23,24 @@ CPU_CONTEXT_TOKENS = 256
 
 
 def load(opts: ModelOptions):
-    """engine.load_model for these options (the embedded model when opts.path is None)."""
+    """engine.load_model for these options (the embedded model when opts.path is None); a Hub id not yet
+    cached downloads first, with huggingface_hub's progress bars on stderr (the server fetches first)."""
     import torch
 
     import engine
 
     torch.set_num_threads(opts.threads or default_threads())
-    return engine.load_model(opts.path, device=opts.device, dtype=opts.dtype)
+    return engine.load_model(opts.path, device=opts.device, dtype=opts.dtype, quantize=opts.quantize)
+
+
+def fetch(opts: ModelOptions, progress=None) -> ModelOptions:
+    """opts with a Hugging Face id replaced by its folder in the Hub's cache, downloaded first when missing;
+    progress(bytes done, bytes in all) is called from download threads (engine/hub.py)."""
+    from engine import hub
+
+    if opts.path is None:
+        return opts
+    return msgspec.structs.replace(opts, path=str(hub.resolve(opts.path, progress)))
 
 
 def default_threads() -> int:
@@ -38,10 +49,14 @@ def default_threads() -> int:
     return min(MAX_THREADS, max(1, (os.cpu_count() or 2) // 2))
 
 
-def sampler_config(opts: SamplerOptions):
+def sampler_config(opts: SamplerOptions, model_path=None):
+    """The user's sampler options over the catalogue's recommendation for the model at model_path (a Hub id
+    or a Hub-cache folder; engine/catalogue.py) over the built-in defaults."""
     from engine import SamplerConfig
+    from engine.catalogue import find
 
-    return SamplerConfig(**msgspec.structs.asdict(opts))
+    entry = find(model_path)
+    return SamplerConfig(**opts.resolve(entry.sampler.settings() if entry else None))
 
 
 def memory_config(opts: MemoryOptions):
@@ -72,15 +87,19 @@ def make_filler(model, sampler, cancel: Callable[[], bool] | None = None, memory
 
 
 def describe(model) -> dict:
-    """The status fields of a loaded model."""
+    """The status fields of a loaded model (a Hub model by its id)."""
     import torch
+
+    from engine.hub import repo_id_of
+    from engine.quantize import quantization
 
     return {
         "threads": torch.get_num_threads(),
-        "model": str(model.path),
+        "model": repo_id_of(model.path) or str(model.path),
         "family": model.family.name,
         "device": str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
+        "quantize": quantization(model.model) or "none",
     }
 
 
@@ -113,7 +132,7 @@ def complete(
     if memory is not None:
         model.memory.index.max_bytes = options.memory.max_megabytes * 2**20
         model.memory.update(key or "<document>", doc.text, cursor=offset)
-    fill = make_filler(model, sampler_config(options.sampler), cancel, memory)
+    fill = make_filler(model, sampler_config(options.sampler, model.path), cancel, memory)
     room = model.context_room(options.completion.max_tokens)
     budget = context_budget(options, room, model.device.type)
     infill_options = dataclasses.replace(options.infill(), context_tokens=budget)

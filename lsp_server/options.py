@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from infill import InfillOptions
 
@@ -29,28 +29,40 @@ class _Options(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
 
 
 class ModelOptions(_Options):
-    path: str | None = None  # checkpoint folder; None = the embedded model
+    # a checkpoint folder or a Hugging Face id `org/name[@revision]` (engine/hub.py); None: the embedded model
+    path: str | None = None
     device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
     threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
+    quantize: Literal["none", "int8"] = "none"  # int8: linear-layer weights in int8 (engine/quantize.py)
+
+
+# engine.SamplerConfig's defaults except `tokens_per_step` (tests check this). An editor waits on every
+# suggestion, so the server commits at least two positions per forward: with the embedded model on this
+# project's 2-core CPU, 5.2 instead of 7.9 forwards per single-line completion, edit similarity to the deleted
+# text 0.150 instead of 0.153 (`python -m bench.eval_options`, README).
+SAMPLER_DEFAULTS = dict(confidence="confidence", temperature=0.0, top_p=1.0, top_k=0, gumbel=False,
+                        threshold=0.9, tokens_per_step=2, block_size=None, steps=None)
 
 
 class SamplerOptions(_Options):
-    """engine.SamplerConfig's fields, with the same defaults except `tokens_per_step` (tests check this).
+    """engine.SamplerConfig's fields, unset unless the user sets them: `resolve` fills the rest from the
+    chosen catalogue model's recommendation (engine/catalogue.py), then from SAMPLER_DEFAULTS."""
 
-    An editor waits on every suggestion, so the server commits at least two positions per forward: with the
-    embedded model on this project's 2-core CPU, 5.2 instead of 7.9 forwards per single-line completion, edit
-    similarity to the deleted text 0.150 instead of 0.153 (`python -m bench.eval_options`, README)."""
+    confidence: Literal["confidence", "margin", "entropy", "random"] | UnsetType = UNSET
+    temperature: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
+    top_p: Probability | UnsetType = UNSET
+    top_k: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    gumbel: bool | UnsetType = UNSET
+    threshold: Probability | None | UnsetType = UNSET
+    tokens_per_step: Positive | UnsetType = UNSET
+    block_size: Positive | None | UnsetType = UNSET
+    steps: Positive | None | UnsetType = UNSET
 
-    confidence: Literal["confidence", "margin", "entropy", "random"] = "confidence"
-    temperature: Annotated[float, Meta(ge=0)] = 0.0
-    top_p: Probability = 1.0
-    top_k: Annotated[int, Meta(ge=0)] = 0
-    gumbel: bool = False
-    threshold: Probability | None = 0.9
-    tokens_per_step: Positive = 2
-    block_size: Positive | None = None
-    steps: Positive | None = None
+    def resolve(self, recommended: dict | None = None) -> dict:
+        """SamplerConfig's arguments: user option > catalogue recommendation > built-in default."""
+        chosen = {k: v for k, v in msgspec.structs.asdict(self).items() if v is not UNSET}
+        return {**SAMPLER_DEFAULTS, **(recommended or {}), **chosen}
 
 
 class CompletionOptions(_Options):
@@ -142,8 +154,11 @@ def _fall_back(data: dict, fallback: dict, error: str) -> str:
     parent, default = data, fallback
     for key in keys[:-1]:
         parent, default = parent[key], default.get(key, {}) if isinstance(default, dict) else {}
-    if unknown or keys[-1] not in default:
+    if unknown:
         parent.pop(keys[-1], None)
         return f"unknown unmask option {where!r} ignored"
+    if keys[-1] not in default:  # unset in base (a sampler option): unset again
+        parent.pop(keys[-1], None)
+        return f"invalid unmask option {where!r}: {error.split(' - at ')[0]}; using the default"
     parent[keys[-1]] = copy.deepcopy(default[keys[-1]])
     return f"invalid unmask option {where!r}: {error.split(' - at ')[0]}; using {default[keys[-1]]!r}"

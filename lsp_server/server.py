@@ -22,6 +22,7 @@ from . import __version__, convert, workspace
 from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
 from .documents import OpenDocument
 from .options import Options, merge, parse
+from .progress import LoadProgress
 from .protocol import UnmaskProtocol
 from .scheduler import Scheduler
 from .status import ModelState, Status
@@ -29,7 +30,6 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 STATUS = "unmask/status"
-PROGRESS_CREATE_S = 5.0  # how long the client may take to accept a progress token
 TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", ":", "=", " "]
 
 
@@ -97,36 +97,31 @@ class UnmaskServer(LanguageServer):
         task.add_done_callback(self._tasks.discard)
 
     async def load_model(self) -> None:
-        opts = self.options.model
+        opts, previous = self.options.model, self.status.model
         self.status.model = ModelState(
-            model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, state="loading"
+            model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, quantize=opts.quantize,
+            state="loading",
         )
         self.cache.clear()
         self.generation += 1
-        loading = asyncio.wrap_future(self.worker.load(opts))
+        progress = LoadProgress(self, f"loading {opts.path or 'the embedded model'}")
+        loading = asyncio.wrap_future(self.worker.load(opts, progress.from_thread))
         window = self.client_capabilities.window
         if window is not None and window.work_done_progress:
-            self.spawn(self._progress(f"loading {opts.path or 'the embedded model'}", loading))
+            self.spawn(progress.run(loading))
         try:
             info = await loading
         except (ValueError, OSError, RuntimeError) as e:  # engine.CheckpointError is a ValueError
+            # a Hub id that could not be fetched leaves the previous model loaded, and it keeps serving
+            kept = previous.state == "ready" and self.worker.model is not None
             if self.options.model == opts:
-                self.status.model = replace(self.status.model, state="failed", error=str(e))
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"unmask: {e}"))
+                failed = replace(self.status.model, state="failed")
+                self.status.model = replace(previous if kept else failed, error=str(e))
+            still = f"; still using {previous.model}" if kept else ""
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"unmask: {e}{still}"))
             return
         if self.options.model == opts:  # else a newer load is queued behind this one
             self.status.model = ModelState(**info, state="ready")
-
-    async def _progress(self, message: str, work: asyncio.Future) -> None:
-        """Work-done progress until work is done; the work never waits for the client to accept the token."""
-        token = f"unmask-load-{time.monotonic_ns()}"
-        try:
-            await asyncio.wait_for(self.work_done_progress.create_async(token), PROGRESS_CREATE_S)
-        except (JsonRpcException, asyncio.TimeoutError):
-            return
-        self.work_done_progress.begin(token, types.WorkDoneProgressBegin("unmask", message=message))
-        await asyncio.wait([work])
-        self.work_done_progress.end(token, types.WorkDoneProgressEnd())
 
     def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
         doc = self.docs.get(uri)

@@ -14,10 +14,11 @@ LATENCY_WINDOW = 200
 
 @dataclass
 class ModelState:
-    model: str | None = None  # checkpoint folder; None until known
+    model: str | None = None  # checkpoint folder or Hugging Face id; None until known
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    quantize: str | None = None  # "none" | "int8"
     threads: int | None = None  # torch CPU threads
     state: str = "loading"  # "loading" | "ready" | "failed"
     error: str | None = None

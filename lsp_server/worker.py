@@ -42,9 +42,10 @@ class Worker:
     def close(self, uri: str) -> None:
         self._submit_logged(self._close, uri)
 
-    def load(self, opts: ModelOptions) -> Future:
-        """Future of the loaded model's description (see filler.describe)."""
-        return self._pool.submit(self._load, opts)
+    def load(self, opts: ModelOptions, progress=None) -> Future:
+        """Future of the loaded model's description (see filler.describe); progress(done, total) in bytes
+        while a Hugging Face id downloads, from download threads."""
+        return self._pool.submit(self._load, opts, progress)
 
     def complete(
         self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event
@@ -117,7 +118,8 @@ class Worker:
         # the memory keeps the last text: a closed file is still part of the project
         self._docs.pop(uri, None)
 
-    def _load(self, opts: ModelOptions) -> dict:
+    def _load(self, opts: ModelOptions, progress=None) -> dict:
+        opts = filler.fetch(opts, progress)  # a Hub id that cannot be fetched leaves the old model in place
         self.model = None  # free the old weights before loading the new ones
         self.model = filler.load(opts)
         self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload

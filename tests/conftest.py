@@ -1,6 +1,29 @@
+import os
+
 import pytest
 
+from engine.lm import check_device
 from tests.checkpoints import write_dream_checkpoint
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default=os.environ.get("UNMASK_TEST_DEVICE", "cpu"),
+        help="device for the engine tests: cpu (default), cuda[:n] or mps; also UNMASK_TEST_DEVICE",
+    )
+
+
+def pytest_configure(config):
+    try:
+        check_device(config.getoption("--device"))
+    except ValueError as e:
+        raise pytest.UsageError(f"--device: {e}") from None
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig) -> str:
+    return pytestconfig.getoption("--device")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 import tomllib
 
 from infill.languages import languages
-from lsp_server.options import Options, parse
+from lsp_server.options import SAMPLER_DEFAULTS, Options, SamplerOptions, parse
 
 REPO = Path(__file__).resolve().parents[1]
 VSCODE = REPO / "editors" / "vscode"
@@ -147,7 +147,9 @@ def _flatten(options: dict, prefix: str = "unmask.") -> dict:
 
 def test_vscode_settings_mirror_server_options():
     settings = MANIFEST["contributes"]["configuration"]["properties"]
-    server = _flatten(msgspec.to_builtins(Options()))
+    # sampler options are unset unless the user sets them; the settings show the built-in defaults
+    sampler = msgspec.to_builtins(SamplerOptions(**SAMPLER_DEFAULTS))
+    server = _flatten({**msgspec.to_builtins(Options()), "sampler": sampler})
     mirrored = {key: spec["default"] for key, spec in settings.items() if key not in CLIENT_SETTINGS}
     assert mirrored == server
 

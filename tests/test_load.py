@@ -1,11 +1,14 @@
-"""Parity against the transformers reference for the Dream, Open-dCoder and LLaDA layouts, and bad checkpoints."""
+"""Parity for the Dream and Open-dCoder layouts (against transformers) and LLaDA (against its published
+forward, written out here), and bad checkpoints."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import engine
@@ -28,7 +31,7 @@ SHAPE = dict(
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4):
-    diff = (a - b).abs()
+    diff = (a.cpu().float() - b.cpu().float()).abs()
     assert diff.max() <= atol, f"max diff {diff.max():.3g}, mean {diff.mean():.3g}"
 
 
@@ -71,67 +74,99 @@ def dream_folder(tmp_path_factory):
     return folder, ref
 
 
-def test_dream_layout_matches_reference(dream_folder):
+def test_dream_layout_matches_reference(dream_folder, device):
     folder, ref = dream_folder
     ids = torch.randint(0, VOCAB, (2, 17), generator=torch.Generator().manual_seed(1))
-    model = engine.load_model(folder)
+    model = engine.load_model(folder, device=device)
     assert model.family.name == "dream" and model.model.cfg.shift
     assert_close(model(ids), bidirectional_logits(ref, ids))
 
 
-def test_open_dcoder_tied_layout_matches_reference(tmp_path):
+def test_open_dcoder_tied_layout_matches_reference(tmp_path, device):
     ref = qwen2_reference(tmp_path, tie=True)  # Qwen2.5-0.5B ties the head to the embedding
     ids = torch.randint(0, VOCAB, (1, 9), generator=torch.Generator().manual_seed(2))
-    model = engine.load_model(tmp_path)
+    model = engine.load_model(tmp_path, device=device)
     assert model.family.name == "open-dcoder" and model.special.mask == 1  # mask id from the tokenizer
     assert_close(model(ids), bidirectional_logits(ref, ids))
 
 
-LLAMA_TO_LLADA = [
-    ("model.embed_tokens", "model.transformer.wte"),
-    ("model.norm", "model.transformer.ln_f"),
-    ("lm_head", "model.transformer.ff_out"),
-    ("model.layers.", "model.transformer.blocks."),
-    ("input_layernorm", "attn_norm"),
-    ("post_attention_layernorm", "ff_norm"),
-    ("self_attn.o_proj", "attn_out"),
-    ("self_attn.", ""),
-    ("mlp.gate_proj", "ff_proj"),
-    ("mlp.up_proj", "up_proj"),
-    ("mlp.down_proj", "ff_out"),
-]
+# LLaDA's tensor names and forward, spelled out from its published modeling_llada.py (LLaDAModelLM wraps
+# LLaDAModel as `model`; LLaDALlamaBlock; RMSLayerNorm; RotaryEmbedding), independently of engine/families.py.
+LLADA = dict(layers=2, d=32, heads=4, kv_heads=2, ff=64, theta=500000.0, eps=1e-6)
 
 
-def llada_name(name: str) -> str:
-    for old, new in LLAMA_TO_LLADA:
-        name = name.replace(old, new)
-    return name
+def llada_state(layers, d, heads, kv_heads, ff, **_) -> dict[str, torch.Tensor]:
+    kv = kv_heads * (d // heads)
+    t = "model.transformer."
+    shapes = {t + "wte.weight": (VOCAB, d), t + "ln_f.weight": (d,), t + "ff_out.weight": (VOCAB, d)}
+    for i in range(layers):
+        b = f"{t}blocks.{i}."
+        shapes |= {
+            b + "attn_norm.weight": (d,),
+            b + "q_proj.weight": (d, d),
+            b + "k_proj.weight": (kv, d),
+            b + "v_proj.weight": (kv, d),
+            b + "attn_out.weight": (d, d),
+            b + "ff_norm.weight": (d,),
+            b + "ff_proj.weight": (ff, d),
+            b + "up_proj.weight": (ff, d),
+            b + "ff_out.weight": (d, ff),
+        }
+    g = torch.Generator().manual_seed(0)
+    return {name: torch.randn(shape, generator=g) * 0.3 for name, shape in shapes.items()}  # random norms too
 
 
-def test_llada_layout_matches_reference(tmp_path):
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        **SHAPE, rope_theta=500000.0, attention_bias=False, tie_word_embeddings=False
-    )
-    ref = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0, 0.3)
-    state = {llada_name(k): v.contiguous() for k, v in ref.state_dict().items()}
+def llada_forward(w: dict[str, torch.Tensor], ids, layers, d, heads, kv_heads, theta, eps, **_):
+    # float64, full (bidirectional) attention; returns logits [B, T, V]
+    w = {k: v.double() for k, v in w.items()}
+    t, hd, (bsz, n) = "model.transformer.", d // heads, ids.shape
+
+    def norm(x, name):  # RMSLayerNorm: normalise, then scale by the weight
+        return w[name] * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def linear(x, name):
+        return x @ w[name].T
+
+    inv_freq = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    angles = torch.outer(torch.arange(n, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], -1)[:, None]  # [T, 1, hd]
+
+    def rope(x):  # x: [B, T, H, hd]; rotate_half splits the head dimension in two halves
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * angles.cos() + torch.cat([-x2, x1], -1) * angles.sin()
+
+    x = w[t + "wte.weight"][ids]
+    for i in range(layers):
+        b = f"{t}blocks.{i}."
+        h = norm(x, b + "attn_norm.weight")
+        q = rope(linear(h, b + "q_proj.weight").view(bsz, n, heads, hd))
+        k = rope(linear(h, b + "k_proj.weight").view(bsz, n, kv_heads, hd))
+        v = linear(h, b + "v_proj.weight").view(bsz, n, kv_heads, hd)
+        k, v = (z.repeat_interleave(heads // kv_heads, dim=2) for z in (k, v))
+        att = (torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(hd)).softmax(-1)
+        x = x + linear(torch.einsum("bhqk,bkhd->bqhd", att, v).reshape(bsz, n, d), b + "attn_out.weight")
+        h = norm(x, b + "ff_norm.weight")
+        gated = F.silu(linear(h, b + "ff_proj.weight")) * linear(h, b + "up_proj.weight")
+        x = x + linear(gated, b + "ff_out.weight")
+    return linear(norm(x, t + "ln_f.weight"), t + "ff_out.weight")
+
+
+def test_llada_layout_matches_reference(tmp_path, device):
+    state = llada_state(**LLADA)
     save_file(state, str(tmp_path / "model.safetensors"))
     olmo = dict(
         model_type="llada",
         architectures=["LLaDAModelLM"],
-        d_model=32,
-        n_layers=2,
-        n_heads=4,
-        n_kv_heads=2,
-        mlp_hidden_size=64,
+        d_model=LLADA["d"],
+        n_layers=LLADA["layers"],
+        n_heads=LLADA["heads"],
+        n_kv_heads=LLADA["kv_heads"],
+        mlp_hidden_size=LLADA["ff"],
         vocab_size=VOCAB,
         embedding_size=VOCAB,
-        rope_theta=500000.0,
+        rope_theta=LLADA["theta"],
         max_sequence_length=128,
-        rms_norm_eps=1e-6,
+        rms_norm_eps=LLADA["eps"],
         include_bias=False,
         weight_tying=False,
         block_type="llama",
@@ -141,16 +176,16 @@ def test_llada_layout_matches_reference(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(olmo))
     write_tokenizer(tmp_path, VOCAB)
     ids = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(3))
-    model = engine.load_model(tmp_path)
+    model = engine.load_model(tmp_path, device=device)
     assert model.family.name == "llada" and not model.model.cfg.shift
-    assert_close(model(ids), bidirectional_logits(ref, ids))
+    assert_close(model(ids), llada_forward(state, ids, **LLADA))
 
 
-def test_bf16_load_is_close_to_fp32(dream_folder):
+def test_bf16_load_is_close_to_fp32(dream_folder, device):
     folder, _ = dream_folder
     ids = torch.randint(0, VOCAB, (1, 11), generator=torch.Generator().manual_seed(4))
-    full = engine.load_model(folder)(ids)
-    half = engine.load_model(folder, dtype=torch.bfloat16)(ids)
+    full = engine.load_model(folder, device=device)(ids)
+    half = engine.load_model(folder, device=device, dtype=torch.bfloat16)(ids)
     assert half.dtype == torch.bfloat16
     assert_close(half.float(), full, atol=0.25 * full.abs().max().item())
 
@@ -249,9 +284,9 @@ def test_bad_dtype(dream_folder):
         engine.load_model(dream_folder[0], dtype="float8")
 
 
-def test_auto_dtype_follows_the_hardware(dream_folder):
+def test_auto_dtype_follows_the_hardware(dream_folder, device):
     from engine.load import native_bf16
 
-    model = engine.load_model(dream_folder[0], dtype="auto")
-    want = torch.bfloat16 if native_bf16("cpu") else torch.float32
+    model = engine.load_model(dream_folder[0], device=device, dtype="auto")
+    want = torch.bfloat16 if native_bf16(device) else torch.float32
     assert model.model.embed.weight.dtype == want

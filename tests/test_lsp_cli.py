@@ -1,10 +1,15 @@
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
+from engine import fit
+from engine.catalogue import CATALOGUE
 from lsp_server.cli import HOLE, main
-from tests.test_lsp_server import PY
+from tests.test_hub import closed_port, write_hub_cache
+from tests.test_lsp_server import ENV, PY
 
 FAST = '{"completion": {"maxTokens": 8}}'
 
@@ -104,3 +109,38 @@ def test_train_forwards_to_engine_training(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["train", "--help"])
     assert exit.value.code == 0 and "engine.training" in capsys.readouterr().out
+
+
+def unmask(*args: str, env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from lsp_server.cli import main; raise SystemExit(main())", *args]
+    return subprocess.run(command, env={**ENV, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_complete_with_a_hub_id_from_the_cache_offline(source, tiny_checkpoint, tmp_path):
+    cache = tmp_path / "hf-cache"
+    write_hub_cache(cache, "org/tiny", tiny_checkpoint)
+    # offline, and an endpoint nobody listens on should anything still try the network
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    where = [str(source), "--line", "4", "--col", "12", "--options", FAST]
+    done = unmask("complete", *where, "--model", "org/tiny", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["start"] == {"line": 4, "col": 12}
+    missing = unmask("complete", *where, "--model", "org/missing", env=env)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == (
+        f"unmask: model 'org/missing' is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1: "
+        "run once online or pass a folder\n"
+    )
+
+
+def test_a_model_that_cannot_fit_is_one_line(source, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(fit, "available_bytes", lambda device: 1000)
+    with pytest.raises(SystemExit, match=r"^unmask: model '.*' needs .* GB is available; .*`unmask models`"):
+        main(["complete", str(source), "--line", "4", "--col", "12", "--model", str(tiny_checkpoint)])
+
+
+def test_models_lists_the_catalogue(capsys):
+    assert main(["models"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.startswith("id ") and [r.split()[0] for r in rows] == [e.id for e in CATALOGUE]

@@ -2,13 +2,13 @@ import msgspec
 import pytest
 
 from infill import InfillOptions
-from lsp_server.options import ModelOptions, Options, SamplerOptions, merge, parse
+from lsp_server.options import SAMPLER_DEFAULTS, ModelOptions, Options, SamplerOptions, merge, parse
 
 
 def test_defaults_agree_with_the_engine_and_infill():
     engine = pytest.importorskip("engine")
-    ours = msgspec.structs.asdict(SamplerOptions())
-    theirs = {f: getattr(engine.SamplerConfig(), f) for f in ours}
+    ours = dict(SAMPLER_DEFAULTS)
+    theirs = {f: getattr(engine.SamplerConfig(), f) for f in msgspec.structs.asdict(SamplerOptions())}
     assert ours.pop("tokens_per_step") == 2 and theirs.pop("tokens_per_step") == 1  # the server's latency choice
     assert ours == theirs
     assert Options().infill() == InfillOptions()
@@ -43,7 +43,7 @@ def test_each_invalid_value_falls_back_to_the_base_with_a_message():
     assert options.model == ModelOptions(path="ckpt")
     assert options.completion.max_lines == Options().completion.max_lines
     assert options.completion.max_tokens == 8 and options.sampler.top_k == 3
-    assert options.sampler.temperature == 0.0
+    assert options.sampler.temperature is msgspec.UNSET  # unset again: the model's or the built-in default
     assert len(messages) == 4
     assert any("'model.device'" in m for m in messages)
     assert any("'completion.maxLines'" in m for m in messages)
@@ -65,3 +65,13 @@ def test_non_object_options():
 
 def test_merge_recurses():
     assert merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2}, "d": 3}
+
+
+def test_sampler_options_left_unset_are_filled_in_order():
+    options, messages = parse({"sampler": {"temperature": 0.3, "blockSize": None}})
+    assert messages == [] and msgspec.to_builtins(options.sampler) == {"temperature": 0.3, "blockSize": None}
+    recommended = {"temperature": 0.1, "top_p": 0.95, "block_size": 32}
+    assert options.sampler.resolve(recommended) == {
+        **SAMPLER_DEFAULTS, "temperature": 0.3, "top_p": 0.95, "block_size": None,
+    }
+    assert SamplerOptions().resolve() == SAMPLER_DEFAULTS

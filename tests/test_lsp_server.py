@@ -114,6 +114,7 @@ async def test_status_reports_the_loaded_model(client, tiny_checkpoint):
     from engine.load import native_bf16  # the default dtype "auto" picks bf16 where the CPU runs it natively
 
     assert s["device"] == "cpu" and s["dtype"] == ("bfloat16" if native_bf16("cpu") else "float32")
+    assert s["quantize"] == "none"
     assert s["options"]["completion"]["maxTokens"] == 8
     assert set(s["latencies_ms"]) == {"p50", "p95", "count"}
 

@@ -78,17 +78,17 @@ def test_mix_weight_grows_with_length_and_count():
 
 
 @pytest.fixture()
-def lm(tiny_checkpoint):
-    return engine.load_model(tiny_checkpoint)
+def lm(tiny_checkpoint, device):
+    return engine.load_model(tiny_checkpoint, device=device)
 
 
 def test_the_prior_votes_for_the_remembered_continuation(lm):
     lm.memory.update("project", PROJECT)
     prefix = "def volume(rect, depth):\n    return rect.width * "
     prior = lm.memory_prior(prefix, "\n", MemoryConfig(weight=0.99))
-    canvas = torch.full((4,), lm.special.mask)
-    masked = torch.ones(4, dtype=torch.bool)
-    logits = torch.zeros(4, lm.tokenizer.vocab_size)
+    canvas = torch.full((4,), lm.special.mask, device=lm.device)
+    masked = torch.ones(4, dtype=torch.bool, device=lm.device)
+    logits = torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device)
     out = prior(logits, canvas, masked)
     first = lm.tokenizer.encode("rect.height")[0]
     assert int(out[0].argmax()) == first

@@ -3,7 +3,7 @@ return {
   -- Server command. nil: { python, "-m", "lsp_server" } plus --model/--device/--dtype when set.
   cmd = nil,
   python = "python3",
-  model = nil, -- checkpoint folder; nil: the embedded model
+  model = nil, -- checkpoint folder or Hugging Face id "org/name[@revision]"; nil: the embedded model
   device = nil, -- "cpu" | "cuda" | "cuda:1"
   dtype = nil, -- "auto" (server default) | "float32" | "bfloat16" | "float16"
   -- Server options, camelCase as in lsp_server/options.py; sent as initializationOptions.
