@@ -156,7 +156,7 @@ def main() -> int:
     p.add_argument("--options", default="{}", help="initializationOptions over the defaults, for every arm")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/eval_memory.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("bench/results/eval_memory.jsonl"))
     args = p.parse_args()
     torch.set_num_threads(1)
     model = engine.load_model(args.model, dtype=args.dtype)

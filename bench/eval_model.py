@@ -169,7 +169,7 @@ def main() -> int:
     p.add_argument("--heldout", type=int, default=100, help="held-out cases of each kind (0 = skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("runs/eval_model.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("bench/results/eval_model.jsonl"))
     p.add_argument("--plot", type=Path, help="also plot every result in --out against tokens seen")
     p.add_argument("--language", default="python", help="language of the held-out files (corpus test split)")
     p.add_argument("--memory", action="store_true",

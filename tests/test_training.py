@@ -315,3 +315,17 @@ def multi_infill_row_of(tok, spans, rng):
     from engine.training.data import multi_infill_row
 
     return multi_infill_row(tok, SOURCE, spans, 256, 0, 96, rng)
+
+
+def test_card_reports_each_language_share_and_its_own_rows():
+    from engine.training.card import language_section
+
+    mix = {"python": {"files": 3, "bytes": 600}, "go": {"files": 1, "bytes": 300},
+           "rust": {"files": 1, "bytes": 100}}
+    rows = [{"language": "go", "memory": "off", "line_exact_match": 0.25, "rest_exact_match": 0.5,
+             "heldout_cases": 40}]
+    text = language_section({"languages": mix}, rows)
+    assert "python 60%, go 30%, rust 10%" in text
+    assert "| go | off | 0.250 | - | 0.500 | - | 40 |" in text
+    assert "Not measured yet" in language_section({"languages": mix}, [])
+    assert "Python only" in language_section({}, rows)  # a corpus without other languages says so

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-EVAL_RESULTS = Path("runs/eval_model.jsonl")  # written by bench/eval_model.py
-RECIPES = Path("runs/recipes.jsonl")  # one row per recipe arm: training at equal wall clock, then eval_model
-MEMORY_RESULTS = Path("runs/eval_memory.jsonl")  # bench/eval_memory.py: network / memory / fused
-SERVER_RESULTS = Path("runs/eval_server.jsonl")  # bench/eval_server.py: through the server
+EVAL_RESULTS = Path("bench/results/eval_model.jsonl")  # written by bench/eval_model.py
+# one row per recipe arm: training at equal wall clock, then eval_model
+RECIPES = Path("bench/results/recipes.jsonl")
+MEMORY_RESULTS = Path("bench/results/eval_memory.jsonl")  # bench/eval_memory.py: network / memory / fused
+SERVER_RESULTS = Path("bench/results/eval_server.jsonl")  # bench/eval_server.py: through the server
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -96,6 +97,29 @@ def ablation_table(rows: list[dict], group: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def language_section(corpus: dict, rows: list[dict]) -> str:
+    """Per-language held-out numbers of this model (`bench/eval_model.py --language X`)."""
+    mix = corpus.get("languages")
+    if not mix:
+        return ("The corpus is Python only, so the held-out numbers above are Python's. The other languages\n"
+                "the server serves get the repository memory (it is language-agnostic) but a network\n"
+                "that has never seen them.\n")
+    total = sum(v["bytes"] for v in mix.values())
+    ranked = sorted(mix.items(), key=lambda kv: -kv[1]["bytes"])
+    share = ", ".join(f"{k} {v['bytes'] / total:.0%}" for k, v in ranked)
+    text = (f"Training bytes by language: {share} (`engine/training/languages.py`: pinned Debian source\n"
+            "packages and npm tarballs). Validation and the tables above stay Python; each language's test\n"
+            "split is scored alone (`python bench/eval_model.py --language X --limit 0`):\n\n")
+    if not rows:
+        return text + "Not measured yet.\n"
+    keys = [("language", "language"), ("memory", "memory"), ("line_exact_match", "line EM"),
+            ("line_edit_similarity", "line sim"), ("rest_exact_match", "rest EM"),
+            ("rest_edit_similarity", "rest sim"), ("heldout_cases", "cases")]
+    lines = ["| " + " | ".join(k[1] for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k[0])) for k in keys) + " |" for r in rows]
+    return text + "\n".join(lines) + "\n"
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -116,8 +140,13 @@ def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Pat
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     packages = ", ".join(f"{k}=={v}" for k, v in corpus["packages"].items()) or "none"
     # this model and the checkpoints of its training, one row per tokens seen (the latest run wins)
-    evals = {(r["tokens_seen"], r.get("memory", "off")): r for r in read_jsonl(eval_results) if r.get("tokens_seen")}
+    rows = [r for r in read_jsonl(eval_results) if r.get("tokens_seen")]
+    python = [r for r in rows if r.get("language", "python") == "python"]
+    evals = {(r["tokens_seen"], r.get("memory", "off")): r for r in python}
     evals = [evals[k] for k in sorted(evals) if k[0] <= state["tokens_seen"]]
+    others = "; other languages below" if corpus.get("languages") else ""
+    languages = {(r["language"], r.get("memory", "off")): r for r in rows
+                 if r.get("language", "python") != "python" and r["tokens_seen"] == state["tokens_seen"]}
     text = f"""# unmask-tiny: the embedded diffusion model
 
 A small masked-diffusion code model trained from scratch by `python -m engine.training`, shipped so that
@@ -153,7 +182,8 @@ attention, shifted logits), so it runs through the same engine path as the publi
 {'![loss curve](loss.png)' if has_plot else '(no loss plot: matplotlib was not installed)'}
 
 ## Corpus
-Python `.py` files only: the standard library of Python {corpus['python']}, plus the sdists of {packages}.
+{"Python" if corpus.get("languages") else "Python `.py` files only"}: the standard library of Python \
+{corpus['python']}, plus the sdists of {packages}{others}.
 Files that do not parse, are empty or exceed 400 kB are dropped. Split by a hash of each file's name
 (`engine/training/corpus.py`): 98% train, 1% validation, 1% test. Nothing from `shared/data` is used.
 
@@ -190,10 +220,7 @@ workspace, each cursor's file opened with its line deleted, default options):
 
 {ablation_table(read_jsonl(server_results), "project")}
 ## Languages
-The corpus is Python only, so the held-out numbers above are Python's. The other eight languages the server
-serves get the repository memory (it is language-agnostic) but a network that has never seen them: their
-per-language numbers are not measured yet.
-
+{language_section(corpus, [languages[k] for k in sorted(languages)])}
 ## Limitations
 A few million parameters trained on a CPU budget of Python only: the evaluation table above is the honest
 measure of what it can do (it rarely reproduces a held-out line exactly). Masked
