@@ -192,7 +192,7 @@ def main() -> int:
         action="store_true",
         help="name no workspace: the server reads each opened file's project (here: its folder)",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/eval_server.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("bench/results/eval_server.jsonl"))
     args = p.parse_args()
     if not args.project and not args.humaneval:
         p.error("give --project SDIST ... and/or --humaneval N")
