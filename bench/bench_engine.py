@@ -93,12 +93,14 @@ def main() -> None:
     torch.manual_seed(0)
     ar = Transformer(cfg).to(dtype).eval()  # random weights: the baseline only needs the shape for timing
     tokens = code_tokens(model, max(args.contexts))
+    params = sum(p.numel() for p in model.model.parameters())
     print(
-        f"model {model.path} ({sum(p.numel() for p in model.model.parameters()) / 1e6:.1f}M params, {dtype}), "
+        f"model {model.path} ({params / 1e6:.1f}M params, {dtype}), "
         f"threads {args.threads}, cache refresh every {args.refresh} steps\n"
     )
     print(
-        "| context | middle | sampler | cache | forwards | tokens/forward | ms | AR ms | speed vs AR | agrees w/ uncached |"
+        "| context | middle | sampler | cache | forwards | tokens/forward | ms | AR ms | speed vs AR "
+        "| agrees w/ uncached |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with torch.inference_mode():
@@ -117,7 +119,8 @@ def main() -> None:
                         agree = float((out == exact).float().mean())
                         print(
                             f"| {n_ctx} | {middle} | {name} | {'on' if cache else 'off'} | {forwards} | "
-                            f"{middle / forwards:.2f} | {ms:.1f} | {ar_ms:.1f} | {ar_ms / ms:.2f}x | {agree:.0%} |",
+                            f"{middle / forwards:.2f} | {ms:.1f} | {ar_ms:.1f} | {ar_ms / ms:.2f}x | "
+                            f"{agree:.0%} |",
                             flush=True,
                         )
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole check for a lent GPU in at most BUDGET seconds (default 570: one device call runs at most 10
-# minutes; BUDGET=720 where 12 are allowed). Everything lands in $OUT, 7 files: summary.txt, check.log,
-# tests.xml, bench_device.json, train.log, log.jsonl, model.tar.gz.
+# minutes; BUDGET=720 where 12 are allowed). Everything lands in $OUT, 8 files: summary.txt, check.log,
+# tests.xml, bench_device.json, bench_gemma.json, train.log, log.jsonl, model.tar.gz.
 #   1. the engine tests on the device (pytest --device cuda)
 #   2. bench/bench_device.py: a random-weight model at the Dream-7B shape in bf16, diffusion (1/4/8/16 tokens
 #      per forward, cache on and off) against autoregressive decoding with a KV cache
+#   2b. bench/bench_gemma.py: DiffusionGemma at the 26B-A4B shape, random bf16 weights: tokens/s per
+#      256-token canvas at 16, 32 and 48 steps, next to the published figures (STEPS name: gemma)
 #   3. engine/training/device_run.sh with the time left (the embedded model, continued; it comes back in
 #      model.tar.gz only if it validates better than the shipped one)
 # Each step runs under `timeout`, so a failing or hanging step leaves the others their time; STEPS picks some
@@ -19,10 +21,11 @@ set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:?set OUT to the folder that comes back}
 BUDGET=${BUDGET:-570}
-STEPS=" ${STEPS:-tests bench train} "
+STEPS=" ${STEPS:-tests bench gemma train} "
 THREADS=${THREADS:-1}  # CPU threads with DEVICE=cpu
 export DEVICE OUT
-ENGINE_TESTS="tests/test_generate.py tests/test_load.py tests/test_sample.py tests/test_memory.py"
+ENGINE_TESTS="tests/test_generate.py tests/test_load.py tests/test_sample.py tests/test_memory.py
+  tests/test_gemma_model.py"  # the gemma parity tests skip where transformers is not installed
 START=$(date +%s)
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt LOG=$OUT/check.log
@@ -78,6 +81,18 @@ fi
 if [[ $STEPS == *" bench "* ]]; then
   step bench 180 "$PY" -m bench.bench_device "${SHAPE[@]}" --out "$OUT/bench_device.json"
   sed -n '/^| context/,/^$/p' "$LOG" | grep '^|' >>"$SUMMARY"
+fi
+
+# --- 2b. DiffusionGemma at the 26B-A4B shape (a scaled-down shape on CPU)
+if [ "$DEVICE" = cpu ]; then
+  GEMMA=(--shape small --device cpu --dtype float32 --context 128 --canvas 64 --repeats 1 --threads "$THREADS")
+else
+  GEMMA=(--shape 26b-a4b --device "$DEVICE" --repeats 2)
+fi
+if [[ $STEPS == *" gemma "* ]]; then
+  step gemma 180 "$PY" -m bench.bench_gemma "${GEMMA[@]}" --out "$OUT/bench_gemma.json"
+  grep -E '^(diffusion-gemma|published)' "$LOG" >>"$SUMMARY"
+  sed -n '/^| loop/,/^$/p' "$LOG" | grep '^|' >>"$SUMMARY"
 fi
 
 # --- 3. the embedded model's prepared training run, with what is left (prepare, evaluation and shipping take

@@ -89,7 +89,8 @@ def humaneval(lm, canvas: int, limit: int, timings: list, memory: bool = False) 
 
 
 def heldout_cases(files: list[corpus.SourceFile], n: int, kind: str, seed: int) -> list[tuple[str, str, str]]:
-    """(prefix, gold, suffix) for whole-line (after the indentation) or rest-of-line (random column) infills."""
+    """(prefix, gold, suffix) for whole-line (after the indentation) or rest-of-line (random column)
+    infills."""
     rng = np.random.default_rng([seed, 0 if kind == "line" else 1])
     cases = []
     while len(cases) < n:
@@ -163,7 +164,8 @@ def plot(results: Path, out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="checkpoint folder (default: the embedded model)")
-    p.add_argument("--data", type=Path, default=corpus.default_cache() / "data", help="prepared corpus folder")
+    p.add_argument("--data", type=Path, default=corpus.default_cache() / "data",
+                   help="prepared corpus folder")
     p.add_argument("--canvas", type=int, default=24, help="tokens of canvas for every single-line task")
     p.add_argument("--limit", type=int, default=100, help="HumanEval tasks, evenly spread (0 = all 1033)")
     p.add_argument("--heldout", type=int, default=100, help="held-out cases of each kind (0 = skip)")

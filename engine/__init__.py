@@ -4,7 +4,7 @@ The engine knows nothing of editors or syntax: it turns (text before, text after
 denoised middle.
 """
 
-from engine.errors import Cancelled, CheckpointError, DoesNotFit, HubError
+from engine.errors import Cancelled, CheckpointError, DeviceUnavailable, DoesNotFit, HubError
 from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
 from engine.memory import MemoryConfig, RepositoryMemory
 from engine.sample import SamplerConfig
@@ -13,6 +13,7 @@ from engine.tokenizer import Tokenizer
 __all__ = [
     "Cancelled",
     "CheckpointError",
+    "DeviceUnavailable",
     "DiffusionLM",
     "DoesNotFit",
     "HubError",

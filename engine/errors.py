@@ -13,5 +13,9 @@ class DoesNotFit(CheckpointError):
     """A checkpoint that needs more memory than the device has free; the message has the numbers."""
 
 
+class DeviceUnavailable(ValueError):
+    """A device this machine does not have (engine.lm.check_device); the message names it."""
+
+
 class Cancelled(Exception):
     """Raised inside the denoising loop when the caller's cancel() returns True."""

@@ -81,7 +81,8 @@ def eligible_positions(masked: Tensor, deferred: Tensor, block_size: int | None)
 
 
 def step_schedule(length: int, sampler: SamplerConfig) -> list[int] | None:
-    # LLaDA: `steps` split evenly over the semi-autoregressive blocks, each block's count spread over its steps
+    # LLaDA: `steps` split evenly over the semi-autoregressive blocks, each block's count spread over its
+    # steps
     if not sampler.steps:
         return None
     block = sampler.block_size or length
@@ -135,7 +136,8 @@ def denoise(
 
 
 def middle_of(tokens: Tensor, conf: Tensor, special: SpecialTokens) -> tuple[list[int], float]:
-    """The middle ends at the first stop token in the canvas; its confidence is the mean commit probability."""
+    """The middle ends at the first stop token in the canvas; its confidence is the mean commit
+    probability."""
     ids = tokens.tolist()
     end = next((i for i, t in enumerate(ids) if t in special.stops), len(ids))
     mean = float(conf[:end].mean()) if end else 0.0

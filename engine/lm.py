@@ -6,20 +6,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from engine import fit, hub
+from engine.errors import DeviceUnavailable
 from engine.expand import denoise_expand
 from engine.families import Family
 from engine.generate import CanvasLogits, denoise, middle_of
-from engine.load import load_transformer, parse_dtype
+from engine.load import load_transformer, parse_dtype, read_config
 from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, recall
 from engine.model import Transformer
 from engine.quantize import parse_quantize
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from engine.gemma import DiffusionGemmaLM
 
 DEFAULT_MODEL = Path(__file__).parent / "default_model"
 DEFAULT_CANVAS = 32
@@ -188,13 +193,15 @@ def unheal(text: str, healed: str) -> str:
 
 def check_device(device: str) -> None:
     """One line for a device this machine does not have: cpu, cuda[:n] (NVIDIA or ROCm) or mps (Apple)."""
-    kind = device.split(":", 1)[0]
+    kind, _, index = device.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise DeviceUnavailable(f"device {device!r} requested but CUDA is not available")
+    if kind == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"device {device!r} requested but there are {torch.cuda.device_count()} GPUs")
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but Apple MPS is not available on this machine")
+        raise DeviceUnavailable(f"device {device!r} requested but Apple MPS is not available on this machine")
     if kind not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r} is not one of cpu, cuda, cuda:N, mps")
+        raise DeviceUnavailable(f"device {device!r} is not one of cpu, cuda, cuda:N, mps")
 
 
 def load_model(
@@ -203,7 +210,7 @@ def load_model(
     dtype: str | torch.dtype = "float32",
     quantize: str | None = None,
     progress: hub.Progress | None = None,
-) -> DiffusionLM:
+) -> DiffusionLM | DiffusionGemmaLM:
     """Load a checkpoint folder, a Hugging Face id `org/name[@revision]` (downloaded into the Hub's cache
     first; engine/hub.py), or the embedded default model when path is None. Refuses, before loading, a model
     that cannot fit on the device (engine/fit.py).
@@ -212,6 +219,11 @@ def load_model(
     check_device(device)
     folder = hub.resolve(path, progress) if path is not None else DEFAULT_MODEL
     name = hub.repo_id_of(folder) or str(path or folder)
+    config = read_config(folder)
+    from engine.gemma import is_diffusion_gemma, load_gemma  # here: engine.gemma imports this module
+
+    if is_diffusion_gemma(config):  # its own network, cache and decoding (engine/gemma/)
+        return load_gemma(folder, config, device, parse_dtype(dtype, device), quantize, name)
     fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
     model, family, config = load_transformer(folder, device, dtype, quantize)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)

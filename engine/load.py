@@ -26,21 +26,28 @@ DTYPES = {
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags; none where cpuinfo cannot be read (not Linux)."""
+    try:
+        info = cpuinfo.read_text()
+    except OSError:
+        return set()
+    lines = (line.split(":", 1)[-1] for line in info.splitlines() if line.startswith("flags"))
+    return {flag for line in lines for flag in line.split()}
+
+
 def native_bf16(device: str) -> bool:
     """Whether bf16 matmuls run natively (CUDA with bf16, or a CPU with AMX / AVX512-BF16)."""
     if str(device).startswith("cuda"):
         return torch.cuda.is_bf16_supported()
     if str(device).startswith("mps"):
         return False  # fp32 on Apple GPUs: bf16 support depends on the macOS version
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def parse_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
-    """A dtype name, or "auto": bfloat16 where the hardware runs it natively (several times faster), else fp32."""
+    """A dtype name, or "auto": bfloat16 where the hardware runs it natively (several times faster), else
+    fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":

@@ -71,7 +71,8 @@ class Tokenizer:
             mask = mask if mask is not None else self.hf.token_to_id(name)
         if mask is None:
             raise CheckpointError(
-                f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json names none)"
+                f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json "
+                "names none)"
             )
         eos = _first_id(config.get("eos_token_id"))
         eos = eos if eos is not None else self._named(side, "eos_token")

@@ -21,6 +21,8 @@ only through a `Filler`.
 - `Completion(start, end, text, kind, confidence)`: replace `doc.text[start:end]` with `text`; start
   and end lie on the cursor's line (end > offset when trailing closers are replaced, start < offset
   when the line's indentation is rewritten); kind is one of "rest_of_line", "line", "lines", "block".
+- `infill.refactor`: whole-document refactors, `rewrite` (a selection), `fill_holes` (every marker) and
+  `complete_body` (an empty body), returning edits against the text given (`infill.edits.Edit`).
 """
 
 from .document import Document

@@ -15,7 +15,7 @@ PURPOSES = ("textobjects", "tags", "imports", "literals")
 # The vocabulary infill reads; names starting with "_" are private to predicates.
 ALLOWED_CAPTURES = frozenset(
     {
-        "function.outer", "function.inner", "class.outer", "class.inner", "block.outer",
+        "function.outer", "function.inner", "class.outer", "class.inner", "block.outer", "block.stub",
         "definition.function", "definition.method", "definition.class", "definition.interface",
         "definition.type", "definition.constant", "definition.module", "definition.macro", "name",
         "import", "comment", "string",

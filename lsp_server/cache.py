@@ -12,10 +12,11 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from .outcomes import NoSuggestion
+
 PREFIX_CHARS = 4096
 SUFFIX_CHARS = 2048
 FORWARD_CHARS = 256  # longest typed-along stretch that still hits
-NOTHING = "nothing"  # a cached "no suggestion here"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,24 +35,26 @@ def key(scope: Hashable, prefix: str, suffix: str) -> int:
 class SuggestionCache:
     def __init__(self, size: int = 4096):
         self.size = size
-        self._entries: OrderedDict[int, Suggestion | str] = OrderedDict()
+        self._entries: OrderedDict[int, Suggestion | NoSuggestion] = OrderedDict()
 
-    def get(self, scope: Hashable, prefix: str, suffix: str, invoked: bool) -> Suggestion | str | None:
-        """The cached suggestion, NOTHING when the answer was "none", None on a miss."""
-        for k in (key(scope, prefix, suffix), key((scope, NOTHING, invoked), prefix, suffix)):
+    def get(
+        self, scope: Hashable, prefix: str, suffix: str, invoked: bool
+    ) -> Suggestion | NoSuggestion | None:
+        """The cached answer; None on a miss."""
+        for k in (key(scope, prefix, suffix), key((scope, NoSuggestion, invoked), prefix, suffix)):
             if k in self._entries:
                 self._entries.move_to_end(k)
                 return self._entries[k]
         return None
 
     def put(
-        self, scope: Hashable, prefix: str, suffix: str, suggestion: Suggestion | None, invoked: bool
+        self, scope: Hashable, prefix: str, suffix: str, suggestion: Suggestion | NoSuggestion, invoked: bool
     ) -> None:
-        """Store a suggestion for any request, or "none" for requests invoked alike (automatic ones decline
-        where invoked ones may not)."""
+        """Store a suggestion for any request, or NoSuggestion for requests invoked alike (automatic ones
+        decline where invoked ones may not)."""
         prefix = prefix[-PREFIX_CHARS:]
-        if suggestion is None:
-            self._store(key((scope, NOTHING, invoked), prefix, suffix), NOTHING)
+        if isinstance(suggestion, NoSuggestion):
+            self._store(key((scope, NoSuggestion, invoked), prefix, suffix), suggestion)
             return
         self._store(key(scope, prefix, suffix), suggestion)
         if not suggestion.text.startswith(suggestion.lead):
@@ -67,7 +70,7 @@ class SuggestionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _store(self, k: int, value: Suggestion | str) -> None:
+    def _store(self, k: int, value: Suggestion | NoSuggestion) -> None:
         self._entries[k] = value
         self._entries.move_to_end(k)
         while len(self._entries) > self.size:

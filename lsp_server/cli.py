@@ -23,11 +23,12 @@ from pathlib import Path
 import msgspec
 
 import infill
+from infill import refactor
+from infill.refactor import HOLE
 
 from . import convert, filler
 from .options import Options, parse
 
-HOLE = "<|fill|>"
 FILL_HELP = f"""Fill every hole in FILE, first to last, each seeing the holes filled before it. A hole is the
 marker {HOLE} (change it with --marker) placed where code is missing: at the end of a line to finish it,
 alone on a line for a whole line or block, or mid-line, e.g. `total = {HOLE}` or `if {HOLE}:`. The filled
@@ -107,9 +108,11 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def load(opts):
     """filler.load; a model the user got wrong (folder, Hub id, device, too big to fit) is one line."""
+    from engine import CheckpointError, DeviceUnavailable  # CheckpointError: HubError and DoesNotFit too
+
     try:
         return filler.load(opts)
-    except ValueError as e:  # engine.CheckpointError and its HubError and DoesNotFit are ValueErrors
+    except (CheckpointError, DeviceUnavailable) as e:
         raise SystemExit(f"unmask: {e}") from None
 
 
@@ -124,11 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     from .server import server
 
-    server.defaults = server.options = options_from(args)
-    if args.tcp:
-        server.start_tcp(args.host, args.port)
-    else:
-        server.start_io()
+    server.serve(options_from(args), tcp=(args.host, args.port) if args.tcp else None)
     return 0
 
 
@@ -182,24 +181,19 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 def cmd_fill(args: argparse.Namespace) -> int:
     marked = read_document(args.file, args.language)
-    pieces = marked.text.split(args.marker)
-    if len(pieces) == 1:
+    if not args.marker or args.marker not in marked.text:
         raise SystemExit(f"unmask: {args.file}: no {args.marker} holes")
-    doc = infill.Document("".join(pieces), marked.language)
-    holes = [sum(map(len, pieces[: i + 1])) for i in range(len(pieces) - 1)]  # offsets in the unmarked text
     options = options_from(args)
-    model, empty = load(options.model), 0
-    for i in range(len(holes)):
-        c = filler.complete(model, doc, holes[i], options, invoked=True)
-        if c is None:
-            empty += 1
-            print(f"unmask: hole {i + 1} (offset {holes[i]}) left empty", file=sys.stderr)
-            continue
-        doc.apply_edit(c.start, c.end, c.text)
-        delta = len(c.text) - (c.end - c.start)
-        holes[i + 1 :] = [h + delta if h >= c.end else c.start + len(c.text) for h in holes[i + 1 :]]
+    model = load(options.model)
+
+    def complete(doc: infill.Document, offset: int) -> infill.Completion | None:
+        return filler.complete(model, doc, offset, options, invoked=True)
+
+    filled = refactor.fill_holes(marked.text, marked.language, complete, args.marker)
+    if filled.empty:
+        print(f"unmask: {args.file}: {filled.note}", file=sys.stderr)
     if args.in_place:
-        args.file.write_text(doc.text, encoding="utf-8")
+        args.file.write_text(filled.text, encoding="utf-8")
     else:
-        sys.stdout.write(doc.text)
-    return 1 if empty else 0
+        sys.stdout.write(filled.text)
+    return 1 if filled.empty else 0

@@ -1,10 +1,13 @@
-"""The event loop's copy of each open document: text, version and line index, and whether it can complete.
+"""Each open document, owned by the event loop: text, version and line index, and whether it can complete.
 
-The engine thread keeps its own parsed `infill.Document`s and receives the same edits, in code points, in
-the same order (see worker.py); this copy answers position conversions and cache look-ups without waiting.
+This is the only copy of the text. Every change makes a new immutable `DocumentText`; the engine thread is
+handed those (worker.py) and keeps only a parse derived from one of them, so it can never hold text the
+client did not send. Position conversions and cache look-ups read this copy without waiting.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
@@ -31,6 +34,15 @@ def too_large(text: str) -> bool:
     return len(text) >= MAX_BYTES or (4 * len(text) >= MAX_BYTES and len(text.encode()) >= MAX_BYTES)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class DocumentText:
+    """One state of an open document's text; a change makes a new one, so identity names the state."""
+
+    uri: str
+    language: str | None
+    text: str
+
+
 class OpenDocument:
     def __init__(self, item: types.TextDocumentItem):
         self.uri, self.version = item.uri, item.version
@@ -41,7 +53,7 @@ class OpenDocument:
 
     @property
     def text(self) -> str:
-        return self._text
+        return self.content.text
 
     @property
     def parseable(self) -> bool:
@@ -55,23 +67,24 @@ class OpenDocument:
             start, end = (self.offset_at(p, encoding) for p in (change.range.start, change.range.end))
             start, end = min(start, end), max(start, end)
         else:
-            start, end = 0, len(self._text)
-        self._set(self._text[:start] + new + self._text[end:])
+            start, end = 0, len(self.text)
+        text = self.text
+        self._set(text[:start] + new + text[end:])
         self.revision += 1
         return start, end, new
 
     def offset_at(self, position: types.Position, encoding: str) -> int:
-        return convert.offset_at(self._text, self._line_starts(), position, encoding)
+        return convert.offset_at(self.text, self._line_starts(), position, encoding)
 
     def position_at(self, offset: int, encoding: str) -> types.Position:
-        return convert.position_at(self._text, self._line_starts(), offset, encoding)
+        return convert.position_at(self.text, self._line_starts(), offset, encoding)
 
     def _set(self, text: str) -> None:
-        self._text, self._starts = text, None
+        self.content, self._starts = DocumentText(self.uri, self.language, text), None
         self.large = too_large(text)
         self.binary = looks_binary(text)
 
     def _line_starts(self) -> list[int]:
         if self._starts is None:
-            self._starts = convert.line_starts(self._text)
+            self._starts = convert.line_starts(self.text)
         return self._starts

@@ -19,12 +19,19 @@ MIN_CONTEXT = 64  # tokens of context kept even for models with few positions
 # With the embedded model (512 positions, so 382 tokens otherwise) single-line edit similarity to the deleted
 # text did not drop (0.163 either way; `python -m bench.eval_options`, README).
 CPU_CONTEXT_TOKENS = 256
+# oneDNN (bf16 matmuls on the CPU) and PyTorch's ideep layer each cache 1,024 kernels by input shape, and
+# every context length is a new shape: a server grew by 200 MB over its first 3,000 completions and kept
+# growing (bench/soak.py). 64 each kept it flat with no change in latency (README, soak). Read at the first
+# forward, so setting them in load() is early enough; a value in the environment wins.
+SHAPE_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "64"}
 # engine imports torch (seconds): imported here, inside functions, so the server answers `initialize` first.
 
 
 def load(opts: ModelOptions):
     """engine.load_model for these options (the embedded model when opts.path is None); a Hub id not yet
     cached downloads first, with huggingface_hub's progress bars on stderr (the server fetches first)."""
+    for name, value in SHAPE_CACHES.items():
+        os.environ.setdefault(name, value)
     import torch
 
     import engine

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from infill import InfillOptions
+from infill.refactor import HOLE
 
 _INFILL = InfillOptions()
 Positive = Annotated[int, Meta(ge=1)]
@@ -93,11 +94,18 @@ class MemoryOptions(_Options):
     max_megabytes: Positive = 8
 
 
+class ActionsOptions(_Options):
+    """The code actions (lsp_server/actions.py)."""
+
+    hole_marker: Annotated[str, Meta(min_length=1)] = HOLE  # what *Fill holes* fills (`unmask fill --marker`)
+
+
 class Options(_Options):
     model: ModelOptions = ModelOptions()
     sampler: SamplerOptions = SamplerOptions()
     completion: CompletionOptions = CompletionOptions()
     memory: MemoryOptions = MemoryOptions()
+    actions: ActionsOptions = ActionsOptions()
     languages: dict[str, bool] = msgspec.field(default_factory=dict)  # infill language name -> on/off
 
     def infill(self) -> InfillOptions:

@@ -1,6 +1,6 @@
 """Per-document request order on the event loop: a newer request supersedes the older one, debounce, cancel.
 
-A superseded request answers "nothing" at once if it is still debouncing, or as soon as the engine thread
+A superseded request answers Superseded at once if it is still debouncing, or as soon as the engine thread
 polls its cancel flag (between denoising steps). `$/cancelRequest` cancels the handler's task: the
 CancelledError raised at its await sets the same flag, so the engine stops too.
 """
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-SUPERSEDED = "superseded"
+from .outcomes import Superseded
 
 
 class Ticket:
@@ -49,8 +49,8 @@ class Scheduler:
         ready: Callable[[], bool],
         submit: Callable[[threading.Event], Future],
     ):
-        """submit(cancel_flag)'s result, or SUPERSEDED if a newer request for uri came (or ready() turned
-        False) before the engine finished."""
+        """submit(cancel_flag)'s result, or Superseded if a newer request for uri came (or ready() turned
+        False) before submit was called."""
         ticket = Ticket()
         if (older := self._latest.get(uri)) is not None:
             older.cancel()
@@ -59,7 +59,7 @@ class Scheduler:
             if debounce_s > 0:
                 await ticket.sleep(debounce_s)
             if ticket.cancelled or not ready():
-                return SUPERSEDED
+                return Superseded()
             return await asyncio.wrap_future(submit(ticket.flag))
         except asyncio.CancelledError:
             ticket.cancel()

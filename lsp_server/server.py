@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -18,10 +19,11 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 
-from . import __version__, convert, workspace
+from . import __version__, actions, convert, framing, probe, strict, workspace
 from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
-from .documents import OpenDocument
+from .documents import DocumentText, OpenDocument
 from .options import Options, merge, parse
+from .outcomes import LoadFailed, Unanswered
 from .progress import LoadProgress
 from .protocol import UnmaskProtocol
 from .scheduler import Scheduler
@@ -39,6 +41,7 @@ class Snapshot:
 
     doc: OpenDocument
     revision: int
+    content: DocumentText  # the text the engine completes in, whatever changes after
     offset: int
     at: types.Position  # the offset's position (a clamped request position)
     prefix: str
@@ -52,6 +55,7 @@ class UnmaskServer(LanguageServer):
             "unmask",
             __version__,
             protocol_cls=UnmaskProtocol,
+            converter_factory=strict.converter,  # wrong JSON types are errors, not coerced
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.defaults = self.options = Options()  # defaults: the command line's; options: with the client's
@@ -69,6 +73,15 @@ class UnmaskServer(LanguageServer):
     @property
     def encoding(self) -> str:
         return self.workspace.position_encoding or types.PositionEncodingKind.Utf16
+
+    def serve(self, defaults: Options, tcp: tuple[str, int] | None = None) -> None:
+        """Serve over stdio (or TCP at (host, port)) until the client exits, with the command line's
+        options under the client's."""
+        self.defaults = self.options = defaults
+        if tcp is None:
+            self.start_io()
+        else:
+            self.start_tcp(*tcp)
 
     def configure(self, raw) -> bool:
         """Apply client options over the defaults, showing a message per invalid value; True if the model
@@ -109,19 +122,18 @@ class UnmaskServer(LanguageServer):
         window = self.client_capabilities.window
         if window is not None and window.work_done_progress:
             self.spawn(progress.run(loading))
-        try:
-            info = await loading
-        except (ValueError, OSError, RuntimeError) as e:  # engine.CheckpointError is a ValueError
+        outcome = await loading
+        if isinstance(outcome, LoadFailed):
             # a Hub id that could not be fetched leaves the previous model loaded, and it keeps serving
-            kept = previous.state == "ready" and self.worker.model is not None
+            kept, message = previous.state == "ready" and outcome.kept_previous, outcome.message
             if self.options.model == opts:
                 failed = replace(self.status.model, state="failed")
-                self.status.model = replace(previous if kept else failed, error=str(e))
+                self.status.model = replace(previous if kept else failed, error=message)
             still = f"; still using {previous.model}" if kept else ""
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"unmask: {e}{still}"))
-            return
-        if self.options.model == opts:  # else a newer load is queued behind this one
-            self.status.model = ModelState(**info, state="ready")
+            error = types.ShowMessageParams(types.MessageType.Error, f"unmask: {message}{still}")
+            self.window_show_message(error)
+        elif self.options.model == opts:  # else a newer load is queued behind this one
+            self.status.model = ModelState(**outcome.description, state="ready")
 
     def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
         doc = self.docs.get(uri)
@@ -136,6 +148,7 @@ class UnmaskServer(LanguageServer):
         return Snapshot(
             doc,
             doc.revision,
+            doc.content,
             offset,
             doc.position_at(offset, self.encoding),
             text[max(0, offset - PREFIX_CHARS) : offset],
@@ -146,7 +159,8 @@ class UnmaskServer(LanguageServer):
     async def suggest(
         self, uri: str, position: types.Position, *, invoked: bool, debounce: bool
     ) -> tuple[Snapshot, Suggestion] | None:
-        """The suggestion at position (from the cache or the engine), None if none or superseded."""
+        """The suggestion at position (from the cache or the engine); None if there is none, or no answer
+        this time."""
         t0, snap = time.perf_counter(), self.snapshot(uri, position)  # before any await: later edits wait
         if snap is None:
             self.status.record("empty")
@@ -161,21 +175,20 @@ class UnmaskServer(LanguageServer):
             return self.docs.get(uri) is snap.doc and snap.doc.revision == snap.revision
 
         def submit(flag):
-            return self._submit(self.worker.complete(uri, snap.offset, self.options, invoked, flag))
+            job = self.worker.complete(snap.content, snap.offset, self.options, invoked, flag)
+            return self.status.track(job)
 
         result = await self.scheduler.run(uri, delay, ready, submit)
-        if not isinstance(result, Suggestion) and result is not None:  # superseded or cancelled
+        if isinstance(result, Unanswered):
             self.status.record("cancelled")
             return None
         if scope[1] == self.generation:  # else options or model changed while it ran
             self.cache.put(scope, *key, result, invoked)
         self.status.record("model", (time.perf_counter() - t0 - delay) * 1000)
-        return None if result is None else (snap, result)
+        return (snap, result) if isinstance(result, Suggestion) else None
 
-    def _submit(self, future):
-        loop, self.status.running = asyncio.get_running_loop(), self.status.running + 1
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.status.job_done))
-        return future
+    def start_io(self, stdin=None, stdout=None) -> None:
+        super().start_io(framing.Resync(stdin or sys.stdin.buffer), stdout)  # finds the frame after a bad one
 
     def report_server_error(self, error: Exception, source) -> None:
         if source is JsonRpcException:  # the read loop could not parse or dispatch a message
@@ -229,7 +242,7 @@ def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.worker.close(doc.uri)
     ls.docs[doc.uri] = doc
     if doc.parseable:
-        ls.worker.open(doc.uri, doc.text, doc.language)
+        ls.worker.open(doc.content)
         memory = ls.options.memory
         folder = workspace.folder_of(doc.uri.rsplit("/", 1)[0]) if doc.uri.startswith("file:") else None
         if (memory.enabled and memory.workspace and not ls.has_workspace and folder is not None
@@ -247,12 +260,12 @@ def did_change(ls: UnmaskServer, params: types.DidChangeTextDocumentParams) -> N
         log.warning("didChange for a document never opened: %s", uri)
         return
     for change in params.content_changes:
-        was = doc.parseable
+        was, before = doc.parseable, doc.content
         start, end, text = doc.apply(change, ls.encoding)
         if was and doc.parseable:
-            ls.worker.edit(uri, start, end, text)
+            ls.worker.edit(before, doc.content, start, end, text)
         elif doc.parseable:
-            ls.worker.open(uri, doc.text, doc.language)
+            ls.worker.open(doc.content)
         elif was:
             ls.worker.close(uri)
     doc.version = params.text_document.version
@@ -293,6 +306,10 @@ async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.
 @server.feature(STATUS)
 def status(ls: UnmaskServer, params) -> dict:
     return ls.status.report(ls.options, ls.worker.memory_report)
+
+
+server.feature(probe.DOCUMENT)(probe.document)  # the server's copies of a document, hashed
+actions.register(server)  # code actions: rewrite selection, fill holes, complete body
 
 
 def source_extensions(options: Options) -> set[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 
 import msgspec
@@ -31,15 +33,23 @@ class Status:
             maxlen=LATENCY_WINDOW
         )  # ms, answered requests, debounce excluded
         self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty"
-        self.running = 0  # completion jobs submitted to the engine thread and not finished
+        self._running = 0  # completion jobs submitted to the engine thread and not finished
 
     def record(self, outcome: str, ms: float | None = None) -> None:
         self.requests[outcome] += 1
         if ms is not None:
             self.latencies.append(ms)
 
-    def job_done(self) -> None:
-        self.running -= 1
+    def track(self, job: Future) -> Future:
+        """Count job as running until the engine thread finishes it (a cancelled request's job may run on
+        until it next polls its flag), and return it."""
+        loop = asyncio.get_running_loop()
+        self._running += 1
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finished))
+        return job
+
+    def _finished(self) -> None:
+        self._running -= 1
 
     def report(self, options: Options, memory: dict | None = None) -> dict:
         return {
@@ -47,7 +57,7 @@ class Status:
             "memory": memory,
             "latencies_ms": percentiles(self.latencies),
             "requests": dict(self.requests),
-            "running": self.running,
+            "running": self._running,
             "options": msgspec.to_builtins(options),
         }
 

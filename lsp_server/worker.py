@@ -1,7 +1,9 @@
 """The engine thread: the only thread that touches the model and the parsed documents.
 
-Jobs run one at a time in submission order, so a completion sees exactly the edits submitted before it and
-never a half-applied one. A completion's cancel flag is polled between denoising steps (engine.Cancelled).
+Jobs run one at a time in submission order. Every job that reads a document carries the state of its text
+it was made for (documents.DocumentText, owned by the event loop); the parses kept here are derived from
+those states (parsed.py), so a failed job can cost a re-parse but never leave the engine with other text.
+A completion's cancel flag is polled between denoising steps (engine.Cancelled).
 """
 
 from __future__ import annotations
@@ -9,49 +11,61 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import infill
-
 from . import filler, workspace
 from .cache import Suggestion
+from .documents import DocumentText
 from .options import ModelOptions, Options
+from .outcomes import Cancelled, Loaded, LoadFailed, NoModel, NoSuggestion
+from .parsed import ParsedDocuments
 
 log = logging.getLogger(__name__)
 MAX_OTHERS = 8  # other open documents of the same language offered as context, most recently edited first
-CANCELLED = "cancelled"
 
 
 class Worker:
     def __init__(self):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-engine")
         self.model = None
-        self._docs: dict[str, infill.Document] = {}  # engine thread only; most recently edited last
+        self._docs = ParsedDocuments()  # engine thread only
         self._memory = None  # engine.RepositoryMemory, engine thread only (created there: it imports torch)
         self._indexed: set[Path] = set()  # folders whose files were read (scan threads)
         self._indexed_lock = threading.Lock()
         self.memory_report: dict = {"sources": 0, "bytes": 0, "max_bytes": 0, "update_ms": None}
 
-    def open(self, uri: str, text: str, language: str) -> None:
-        self._submit_logged(self._open, uri, text, language)
+    def open(self, content: DocumentText) -> None:
+        self._submit_logged(self._open, content)
 
-    def edit(self, uri: str, start: int, end: int, text: str) -> None:
-        self._submit_logged(self._edit, uri, start, end, text)
+    def edit(self, before: DocumentText, after: DocumentText, start: int, end: int, text: str) -> None:
+        """The change from before to after replaced code points [start, end) with text."""
+        self._submit_logged(self._edit, before, after, start, end, text)
 
     def close(self, uri: str) -> None:
         self._submit_logged(self._close, uri)
 
+    def text(self, uri: str) -> Future:
+        """Future of the text the engine thread would complete in uri after every job submitted so far (None
+        if not kept)."""
+        return self._pool.submit(self._docs.text, uri)
+
     def load(self, opts: ModelOptions, progress=None) -> Future:
-        """Future of the loaded model's description (see filler.describe); progress(done, total) in bytes
-        while a Hugging Face id downloads, from download threads."""
+        """Future of Loaded or LoadFailed; progress(done, total) in bytes while a Hugging Face id downloads,
+        from download threads."""
         return self._pool.submit(self._load, opts, progress)
 
     def complete(
-        self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event
+        self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ) -> Future:
-        """Future of a Suggestion, None (nothing to suggest here) or CANCELLED (no answer this time)."""
-        return self._pool.submit(self._complete, uri, offset, options, invoked, cancel)
+        """Future of a Suggestion, NoSuggestion, Cancelled or NoModel for offset in this state of the text."""
+        return self._pool.submit(self._complete, content, offset, options, invoked, cancel)
+
+    def run(self, job: Callable, content: DocumentText, *args, **kwargs) -> Future:
+        """Future of job(model, parse, *args, **kwargs) on the engine thread, parse being this state of the
+        text's (which the job must not change) and model None until one loads (the code actions' jobs)."""
+        return self._pool.submit(lambda: job(self.model, self._docs.get(content), *args, **kwargs))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -103,36 +117,52 @@ class Worker:
             if key not in self._docs:  # an open document's text is newer than the file's
                 self._remember(key, text)
 
-    def _open(self, uri: str, text: str, language: str) -> None:
-        self._docs.pop(uri, None)
-        self._docs[uri] = infill.Document(text, language)
-        self._remember(uri, text)
+    def _open(self, content: DocumentText) -> None:
+        try:
+            self._docs.open(content)
+        finally:  # the memory learns the text even where the parse failed
+            self._remember(content.uri, content.text)
 
-    def _edit(self, uri: str, start: int, end: int, text: str) -> None:
-        doc = self._docs.pop(uri)
-        doc.apply_edit(start, end, text)
-        self._docs[uri] = doc
-        self._remember(uri, doc.text)
+    def _edit(self, before: DocumentText, after: DocumentText, start: int, end: int, text: str) -> None:
+        try:
+            self._docs.edit(before, after, start, end, text)
+        finally:
+            self._remember(after.uri, after.text)
 
     def _close(self, uri: str) -> None:
         # the memory keeps the last text: a closed file is still part of the project
-        self._docs.pop(uri, None)
+        self._docs.close(uri)
 
-    def _load(self, opts: ModelOptions, progress=None) -> dict:
-        opts = filler.fetch(opts, progress)  # a Hub id that cannot be fetched leaves the old model in place
+    def _load(self, opts: ModelOptions, progress=None) -> Loaded | LoadFailed:
+        from torch.cuda import OutOfMemoryError
+
+        from engine import CheckpointError, DeviceUnavailable
+
+        try:
+            opts = filler.fetch(opts, progress)
+        except CheckpointError as e:  # a Hub id that cannot be fetched leaves the old model in place
+            return LoadFailed(str(e), kept_previous=self.model is not None)
         self.model = None  # free the old weights before loading the new ones
-        self.model = filler.load(opts)
+        try:
+            self.model = filler.load(opts)
+        except (CheckpointError, DeviceUnavailable) as e:  # the folder, its size, or the device named
+            return LoadFailed(str(e), kept_previous=False)
+        except OutOfMemoryError:  # engine.fit let it through, but the device ran out while loading
+            return LoadFailed(f"{opts.path or 'the embedded model'}: out of memory on {opts.device}", False)
         self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
-        return filler.describe(self.model)
+        return Loaded(filler.describe(self.model))
 
-    def _complete(self, uri: str, offset: int, options: Options, invoked: bool, cancel: threading.Event):
-        from engine import Cancelled
+    def _complete(
+        self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
+    ):
+        from engine import Cancelled as Stopped
 
-        doc = self._docs.get(uri)
-        if cancel.is_set() or doc is None or self.model is None:  # closed, or no model: nothing to cache
-            return CANCELLED
-        others = tuple(d for u, d in reversed(self._docs.items()) if u != uri and d.language == doc.language)
+        if cancel.is_set():
+            return Cancelled()
+        if self.model is None:
+            return NoModel()
+        doc = self._docs.get(content)
         try:
             c = filler.complete(
                 self.model,
@@ -141,13 +171,13 @@ class Worker:
                 options,
                 invoked=invoked,
                 cancel=cancel.is_set,
-                others=others[:MAX_OTHERS],
-                key=uri,
+                others=self._docs.others(content, MAX_OTHERS),
+                key=content.uri,
             )
-        except Cancelled:
-            return CANCELLED
+        except Stopped:
+            return Cancelled()
         if c is None:
-            return None
+            return NoSuggestion()
         start, end = min(c.start, offset), max(c.end, offset)
         return Suggestion(doc.text[start:offset], doc.text[offset:end], c.text, c.kind, c.confidence)
 

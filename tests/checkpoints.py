@@ -14,7 +14,8 @@ from engine.model import Transformer
 
 SAMPLE_CODE = [
     "def add(a, b):\n    return a + b\n",
-    "import os\nimport sys\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
+    "import os\nimport sys\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n"
+    "        self.y = y\n",
     "for i in range(10):\n    if i % 2 == 0:\n        print(i)\n",
     "function add(a, b) {\n  return a + b;\n}\n",
     'fn main() {\n    let x = vec![1, 2, 3];\n    println!("{:?}", x);\n}\n',

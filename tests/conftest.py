@@ -30,3 +30,11 @@ def device(pytestconfig) -> str:
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random Dream-layout checkpoint folder with its own byte-level BPE tokenizer."""
     return write_dream_checkpoint(tmp_path_factory.mktemp("tiny_dream"))
+
+
+@pytest.fixture(scope="session")
+def gemma_checkpoint(tmp_path_factory):
+    """(folder, transformers reference): a tiny random DiffusionGemma saved by transformers + tokenizer."""
+    from tests.gemma_checkpoints import write_gemma_checkpoint  # transformers loads only when a test asks
+
+    return write_gemma_checkpoint(tmp_path_factory.mktemp("tiny_gemma"))

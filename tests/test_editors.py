@@ -64,6 +64,29 @@ def test_neovim_plugin_completion_and_ghost_text(tiny_checkpoint, tmp_path):
     assert r["mode"] == "i"
 
 
+@pytest.mark.skipif(shutil.which("nvim") is None, reason="nvim not installed (apt-get install -y neovim)")
+def test_neovim_code_action_commands_change_only_their_range(tiny_checkpoint, tmp_path):
+    report_file = tmp_path / "report.json"
+    lua = ["nvim", "--headless", "--clean", "-u", "NONE", "-c", "luafile tests/editors/nvim_actions.lua"]
+    proc = run(lua, tiny_checkpoint, UNMASK_REPORT=str(report_file))
+    assert report_file.exists(), f"nvim wrote no report (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    r = json.loads(report_file.read_text())
+    assert r.get("error") is None, r["error"]
+    assert r["loaded"] and r["rewrite_done"] and r["fill_done"]
+
+    # :'<,'>UnmaskRewrite over "a + b": only those characters of line 4 changed
+    before, after = r["before"], r["after"]
+    assert before[3] == "    return a + b"
+    assert len(after) == len(before) and after[:3] == before[:3] and after[4:] == before[4:]
+    assert after[3].startswith("    return ") and after[3] != before[3]
+
+    # :UnmaskFillHoles: both markers replaced on their own lines, every other line as it was
+    holes, filled = r["holes_before"], r["holes_after"]
+    assert not any("<|fill|>" in line for line in filled)
+    assert filled[0].startswith("total = ") and filled[0] != "total = "
+    assert filled[1:3] == holes[1:3] and filled[-2:] == holes[-2:]
+
+
 GHOST_CASES = {  # tests/editors/nvim_ghost.lua: what is drawn (row, col, text, virtual lines), then accepted
     "eol": ([{"row": 0, "col": 4, "text": "compute(1)", "lines": []}], ["x = compute(1)"], [1, 14]),
     "mid_line": ([{"row": 0, "col": 9, "text": "ue + 1)", "lines": []}], ["print(value + 1)"], [1, 16]),
@@ -123,6 +146,11 @@ def test_vscode_extension_builds_runs_and_packages(tiny_checkpoint, tmp_path):
     assert r["suggest"] is None  # the suggest widget does not ask the model a second time
     assert r["disabled"] is None and r["enable"] is False and r["offText"].startswith("$(circle-slash)")
     assert r["messages"] == []
+    # the light bulb: *Rewrite selection* offered for "add(1, 2)", resolved to an edit of exactly that range
+    action = r["action"]
+    assert action["offered"] == [["Rewrite selection (unmask)", "refactor.rewrite.unmask.rewriteSelection"]]
+    assert action["uri"].endswith("/example.py") and action["range"] == [4, 6, 4, 15]
+    assert action["newText"].strip() and "\n" not in action["newText"]
 
     vsix = tmp_path / "unmask.vsix"
     package = subprocess.run(["npm", "run", "package", "--", "-o", str(vsix)], cwd=VSCODE,
@@ -165,4 +193,5 @@ def test_helix_snippet_is_valid():
     helix = tomllib.loads(block)
     options, messages = parse(helix["language-server"]["unmask"]["config"])
     assert messages == [] and options.completion.max_lines == 8
-    assert helix["language"][0]["language-servers"][-1] == {"name": "unmask", "only-features": ["completion"]}
+    unmask = {"name": "unmask", "only-features": ["completion", "code-action"]}
+    assert helix["language"][0]["language-servers"][-1] == unmask

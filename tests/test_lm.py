@@ -15,7 +15,8 @@ def test_mps_without_apple_gpu_is_one_line():
 
 @pytest.mark.parametrize("device", ["tpu", "gpu", "cuda0x"])
 def test_unknown_device_names_the_choices(device):
-    with pytest.raises(ValueError, match=f"^device '{device}' is not one of cpu, cuda, cuda:N, mps$"):
+    choices = f"^device '{device}' is not one of cpu, cuda, cuda:N, mps$"
+    with pytest.raises(engine.DeviceUnavailable, match=choices):
         check_device(device)
 
 

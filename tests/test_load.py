@@ -284,9 +284,34 @@ def test_bad_dtype(dream_folder):
         engine.load_model(dream_folder[0], dtype="float8")
 
 
-def test_auto_dtype_follows_the_hardware(dream_folder, device):
-    from engine.load import native_bf16
+@pytest.mark.parametrize(
+    "flags, want",
+    [
+        ("fpu sse2 avx2 avx512f avx512_bf16", torch.bfloat16),  # Zen 4, Cooper Lake
+        ("fpu sse2 avx2 avx512f amx_bf16 amx_tile", torch.bfloat16),  # Sapphire Rapids
+        ("fpu sse2 avx2 avx512f avx512_vnni", torch.float32),  # AVX-512 without bf16
+        ("", torch.float32),  # no /proc/cpuinfo
+    ],
+)
+def test_auto_dtype_on_the_cpu_follows_its_flags(dream_folder, monkeypatch, flags, want):
+    monkeypatch.setattr("engine.load.cpu_flags", lambda: set(flags.split()))
+    model = engine.load_model(dream_folder[0], device="cpu", dtype="auto")
+    assert model.model.embed.weight.dtype == want
 
+
+def test_cpu_flags_are_read_from_the_flags_lines(tmp_path):
+    from engine.load import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: amx_bf16 lookalike\nflags\t\t: fpu avx512_bf16\n\n")
+    assert cpu_flags(info) == {"fpu", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize("supported, want", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_cuda_follows_bf16_support(dream_folder, device, monkeypatch, supported, want):
+    if not device.startswith("cuda"):
+        pytest.skip("needs --device cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: supported)
     model = engine.load_model(dream_folder[0], device=device, dtype="auto")
-    want = torch.bfloat16 if native_bf16(device) else torch.float32
     assert model.model.embed.weight.dtype == want

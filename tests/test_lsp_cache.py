@@ -1,4 +1,5 @@
-from lsp_server.cache import NOTHING, PREFIX_CHARS, Suggestion, SuggestionCache
+from lsp_server.cache import PREFIX_CHARS, Suggestion, SuggestionCache
+from lsp_server.outcomes import NoSuggestion
 
 
 def suggestion(text, lead="", trail=""):
@@ -24,8 +25,8 @@ def test_lead_is_typed_along_too():
 
 def test_nothing_is_cached_per_invocation_kind():
     cache = SuggestionCache()
-    cache.put("python", "# a comment", "", None, invoked=False)
-    assert cache.get("python", "# a comment", "", False) == NOTHING
+    cache.put("python", "# a comment", "", NoSuggestion(), invoked=False)
+    assert cache.get("python", "# a comment", "", False) == NoSuggestion()
     assert cache.get("python", "# a comment", "", True) is None
 
 

@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
+import infill
 from engine import fit
 from engine.catalogue import CATALOGUE
+from lsp_server import cli, filler
 from lsp_server.cli import HOLE, main
 from tests.test_hub import closed_port, write_hub_cache
 from tests.test_lsp_server import ENV, PY
@@ -62,37 +64,76 @@ def test_unsupported_files_are_refused(tmp_path):
         main(["complete", str(notes), "--line", "1", "--col", "1"])
 
 
-def test_fill_fills_every_hole(source, tiny_checkpoint, capsys):
-    source.write_text(
-        PY.replace("return ", "return " + HOLE).replace("print(add(1, 2))", "print(" + HOLE + ")")
+def scripted(monkeypatch, *answers) -> list[tuple[str, int]]:
+    """`unmask fill` with answers in place of the model, one per hole in order: (code points replaced before
+    the hole, text, code points replaced after it), or None for no answer. The (text, offset) each hole was
+    asked at, in order."""
+    asked = []
+
+    def complete(model, doc, offset, options, *, invoked):
+        asked.append((doc.text, offset))
+        if (answer := answers[len(asked) - 1]) is None:
+            return None
+        before, text, after = answer
+        return infill.Completion(offset - before, offset + after, text, "rest_of_line", 0.9)
+
+    monkeypatch.setattr(cli, "load", lambda opts: None)
+    monkeypatch.setattr(filler, "complete", complete)
+    return asked
+
+
+def around(asked: tuple[str, int]) -> tuple[str, str]:
+    text, offset = asked
+    return text[max(0, offset - 8) : offset], text[offset : offset + 8]
+
+
+def test_fill_fills_each_hole_where_it_is_after_the_ones_before(source, monkeypatch, capsys):
+    source.write_text(f"def add(a, b):\n    return {HOLE}\n\nprint({HOLE})\nx = {HOLE} + {HOLE}  # sum\n")
+    asked = scripted(
+        monkeypatch,
+        (1, " a + b", 0),  # replaces the blank before the hole: 5 code points longer
+        (0, "add(1, 2))", 1),  # replaces the ")" after it
+        (0, "1", len(" +   # sum")),  # replaces the rest of the line, the fourth hole with it
+        None,  # the fourth hole, now at the end of "x = 1", stays empty
     )
-    status = main(["fill", str(source), "--model", str(tiny_checkpoint), "--options", FAST])
-    out = capsys.readouterr().out
-    assert HOLE not in out and out.startswith("import os\n\ndef add(a, b):\n    return ")
-    assert out.count("\n") >= PY.count("\n") and out != PY
-    assert status == (1 if "left empty" in capsys.readouterr().err else 0)
+    assert main(["fill", str(source)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\nx = 1\n"
+    assert [around(a) for a in asked] == [
+        (" return ", "\n\nprint("),
+        ("\n\nprint(", ")\nx =  +"),
+        ("2))\nx = ", " +   # s"),
+        ("))\nx = 1", "\n"),
+    ]
+    assert err == f"unmask: {source}: hole 4 of 4 left empty\n"
 
 
-def test_fill_in_place_and_custom_marker(source, tiny_checkpoint, capsys):
+def test_fill_in_place_and_custom_marker(source, monkeypatch, capsys):
     source.write_text(PY.replace("return ", "return ??"))
-    main(
-        [
-            "fill",
-            str(source),
-            "--marker",
-            "??",
-            "--in-place",
-            "--model",
-            str(tiny_checkpoint),
-            "--options",
-            FAST,
-        ]
-    )
-    assert capsys.readouterr().out == ""
-    filled = source.read_text()
-    assert (
-        "??" not in filled and filled.startswith("import os\n\ndef add(a, b):\n    return ") and filled != PY
-    )
+    asked = scripted(monkeypatch, (0, "a + b", 0))
+    assert main(["fill", str(source), "--marker", "??", "--in-place"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert source.read_text() == PY.replace("return ", "return a + b")
+    assert around(asked[0]) == (" return ", "\n\nprint(")
+
+
+def test_fill_with_the_model_keeps_every_hole_in_place(source, tiny_checkpoint, monkeypatch, capsys):
+    source.write_text(PY.replace("return ", "return " + HOLE).replace("print(add(1, 2))", f"print({HOLE})"))
+    model_complete, asked = filler.complete, []
+
+    def complete(model, doc, offset, options, **kwargs):
+        c = model_complete(model, doc, offset, options, **kwargs)
+        asked.append((doc.text, offset, c))
+        return c
+
+    monkeypatch.setattr(filler, "complete", complete)
+    main(["fill", str(source), "--model", str(tiny_checkpoint), "--options", FAST])  # exit status: above
+    out = capsys.readouterr().out
+    (first, at_return, c1), (second, at_print, c2) = asked
+    assert first == PY.replace("add(1, 2)", "") and first[:at_return].endswith("\n    return ")
+    assert second == first if c1 is None else first[: c1.start] + c1.text + first[c1.end :]
+    assert second[:at_print].endswith("\nprint(") and second[at_print:] == ")\n"
+    assert out == second if c2 is None else second[: c2.start] + c2.text + second[c2.end :]
 
 
 def test_fill_without_holes(source):

@@ -5,7 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lsp_server.scheduler import SUPERSEDED, Scheduler
+from lsp_server.outcomes import Cancelled, Superseded
+from lsp_server.scheduler import Scheduler
 
 
 @pytest.fixture
@@ -16,13 +17,13 @@ def engine():
 
 
 def job(pool, seconds=2.0):
-    """A fake engine job: polls its cancel flag like the denoising loop; 'cancelled' or 'done'."""
+    """A fake engine job: polls its cancel flag like the denoising loop; Cancelled() or 'done'."""
 
     def run(flag: threading.Event):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if flag.is_set():
-                return "cancelled"
+                return Cancelled()
             time.sleep(0.005)
         return "done"
 
@@ -35,7 +36,7 @@ async def test_a_newer_request_supersedes_one_still_debouncing(engine):
     await asyncio.sleep(0.01)
     t0 = time.monotonic()
     newer = asyncio.create_task(s.run("a", 0.0, lambda: True, job(engine, 0.01)))
-    assert await older == SUPERSEDED and time.monotonic() - t0 < 1.0
+    assert await older == Superseded() and time.monotonic() - t0 < 1.0
     assert await newer == "done"
 
 
@@ -45,7 +46,7 @@ async def test_a_newer_request_stops_the_running_one(engine):
     await asyncio.sleep(0.05)
     t0 = time.monotonic()
     newer = asyncio.create_task(s.run("a", 0.0, lambda: True, job(engine, 0.01)))
-    assert await older == "cancelled"
+    assert await older == Cancelled()
     assert await newer == "done" and time.monotonic() - t0 < 2.0
 
 
@@ -73,4 +74,4 @@ async def test_task_cancellation_sets_the_engine_flag(engine):
 
 async def test_stale_after_debounce(engine):
     s = Scheduler()
-    assert await s.run("a", 0.01, lambda: False, job(engine, 0.01)) == SUPERSEDED
+    assert await s.run("a", 0.01, lambda: False, job(engine, 0.01)) == Superseded()

@@ -143,7 +143,8 @@ def test_infill_row_layout(data_dir):
     assert row[:start].tolist() == prefix[len(prefix) - start :]
     suffix = tok.encode(SOURCE[b:]).ids
     after = row[start + canvas :].tolist()
-    assert after[: len(suffix)] == suffix and set(after[len(suffix) :]) == {0}  # then EOS, as the engine ends it
+    # then EOS, as the engine ends it
+    assert after[: len(suffix)] == suffix and set(after[len(suffix) :]) == {0}
 
 
 @pytest.mark.parametrize("kind", ["rest_of_line", "whole_line", "lines", "block"])
@@ -287,7 +288,8 @@ def test_resuming_applies_schedule_options_and_refuses_data_order_changes(data_d
 
 def test_hardware_names_the_cpu_and_the_training_dtype():
     assert loop.hardware("cpu", bf16=False).endswith(", fp32")
-    assert "threads" in loop.hardware("cpu", bf16=True) and loop.hardware("cpu", True).endswith("bf16 autocast")
+    assert "threads" in loop.hardware("cpu", bf16=True)
+    assert loop.hardware("cpu", True).endswith("bf16 autocast")
 
 
 def test_multi_hole_rows_mask_every_canvas_and_keep_the_text_between(data_dir):

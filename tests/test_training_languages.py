@@ -57,7 +57,8 @@ def test_an_npm_tarball_gives_typescript_and_javascript(tmp_path):
     tgz = tmp_path / "types-demo-2.0.0.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
         for name, text in {"package/index.d.ts": "export declare const x: number;\n",
-                           "package/lib/a.js": "module.exports = 1;\n", "package/package.json": "{}\n"}.items():
+                           "package/lib/a.js": "module.exports = 1;\n",
+                           "package/package.json": "{}\n"}.items():
             info = tarfile.TarInfo(name)
             info.size = len(text)
             tar.addfile(info, io.BytesIO(text.encode()))
@@ -79,8 +80,9 @@ def test_held_out_streams_stay_python_and_others_get_their_own(tmp_path):
     from engine.training import prepare
     from tests.test_training import SOURCE
 
-    files = [corpus.SourceFile(f"m{i}.py", split, SOURCE) for i, split in enumerate(["train", "val", "test"] * 2)]
-    files += [corpus.SourceFile(f"g{i}.go", split, GO, "go") for i, split in enumerate(["train", "val", "test"])]
+    splits = ["train", "val", "test"]
+    files = [corpus.SourceFile(f"m{i}.py", split, SOURCE) for i, split in enumerate(splits * 2)]
+    files += [corpus.SourceFile(f"g{i}.go", split, GO, "go") for i, split in enumerate(splits)]
     corpus.write(files, tmp_path, with_sdists=False)
     stats = prepare.tokenize(tmp_path, 300, corpus.read(tmp_path))
     assert stats["train"]["files"] == 3 and stats["val"]["files"] == 2 and stats["val-go"]["files"] == 1

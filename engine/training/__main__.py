@@ -19,8 +19,8 @@ DATA = corpus.default_cache() / "data"
 SDISTS = corpus.default_cache() / "sdist"
 # TrainConfig fields settable from the command line
 OVERRIDES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "seq_len",
-             "batch_size", "infill_fraction", "holes", "lr", "warmup_steps", "steps", "decay_fraction", "seed",
-             "eval_every", "val_batches", "ckpt_minutes", "threads")
+             "batch_size", "infill_fraction", "holes", "lr", "warmup_steps", "steps", "decay_fraction",
+             "seed", "eval_every", "val_batches", "ckpt_minutes", "threads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.training", description=__doc__)
     sub = p.add_subparsers(required=True)
 
-    pre = sub.add_parser("prepare", help="collect the corpus, train or reuse the tokenizer, write token streams")
+    pre = sub.add_parser("prepare",
+                         help="collect the corpus, train or reuse the tokenizer, write token streams")
     pre.add_argument("--data", type=Path, default=DATA)
     pre.add_argument("--vocab", type=int, default=4096)
     pre.add_argument("--stdlib-only", action="store_true", help="skip the pinned PyPI sdists")
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--tokenize-only", action="store_true",
                      help="reuse <data>/corpus.jsonl.gz (e.g. carried to another machine)")
     pre.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL / "tokenizer.json",
-                     help="reuse this tokenizer if it exists (default: the shipped model's, so ids stay stable)")
+                     help="reuse this tokenizer if it exists (default: the shipped model's, so ids stay "
+                          "stable)")
     pre.set_defaults(func=cmd_prepare)
 
     tr = sub.add_parser("train", help="train or resume runs/<name>")
@@ -55,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
                          "engine/default_model)")
     tr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     tr.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
-                    help="auto: bf16 autocast where the hardware runs it natively (AMX, AVX512-BF16, CUDA), else fp32")
+                    help="auto: bf16 autocast where the hardware runs it natively (AMX, AVX512-BF16, CUDA), "
+                         "else fp32")
     tr.add_argument("--objective", choices=("diffusion", "ar"),
                     help="ar: causal next-token pretraining, to adapt to diffusion afterwards with --init")
     tr.add_argument("--compile", action="store_true")

@@ -37,7 +37,8 @@ def plot_loss(log: list[dict], out: Path) -> bool:
                     label=f"train loss ({name})", lw=1)
         val = [r for r in phase if "val_loss" in r]
         for key, style in (("val_plain", "o-"), ("val_infill", "s-")):
-            pts = [(r["tokens"] / 1e6, r[key]) for r in val if r.get(key) == r.get(key) and key in r]  # no NaN
+            # no NaN (NaN != NaN)
+            pts = [(r["tokens"] / 1e6, r[key]) for r in val if r.get(key) == r.get(key) and key in r]
             if pts:
                 ax.plot(*zip(*pts), style, ms=3, label=f"{key.replace('_', ' ')} ({name})")
     ax.set_xlabel("tokens seen (millions)")
@@ -132,10 +133,12 @@ def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Pat
                recipes: Path = RECIPES, memory_results: Path = MEMORY_RESULTS,
                server_results: Path = SERVER_RESULTS) -> None:
     training = json.loads((model_dir / "training.json").read_text())
-    cfg, state, metrics, corpus = training["config"], training["state"], training["metrics"], training["corpus"]
+    cfg, state = training["config"], training["state"]
+    metrics, corpus = training["metrics"], training["corpus"]
     log = read_jsonl(run_dir / "log.jsonl")
     has_plot = plot_loss(log, model_dir / "loss.png")
-    params = (cfg["hidden_size"], cfg["num_layers"], cfg["num_heads"], cfg["num_kv_heads"], cfg["intermediate_size"])
+    params = (cfg["hidden_size"], cfg["num_layers"], cfg["num_heads"], cfg["num_kv_heads"],
+              cfg["intermediate_size"])
     splits = corpus["splits"]
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     packages = ", ".join(f"{k}=={v}" for k, v in corpus["packages"].items()) or "none"
@@ -189,7 +192,9 @@ Files that do not parse, are empty or exceed 400 kB are dropped. Split by a hash
 
 | split | files | bytes | sha256 of the sorted file list |
 |---|---|---|---|
-""" + "".join(f"| {s} | {v['files']:,} | {v['bytes']:,} | `{v['file_list_sha256']}` |\n" for s, v in splits.items()) + f"""
+""" + "".join(
+    f"| {s} | {v['files']:,} | {v['bytes']:,} | `{v['file_list_sha256']}` |\n" for s, v in splits.items()
+) + f"""
 ## Evaluation
 `bench/eval_model.py`: HumanEval single-line infilling pass@1 (canvas length chosen by the system, never the
 gold length), exact match and edit similarity for whole-line and rest-of-line infills from the held-out test

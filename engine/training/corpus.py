@@ -87,7 +87,8 @@ def download_sdists(cache: Path, packages: dict[str, str] = PINNED) -> list[Path
         found = find_sdist(cache, pkg, version)
         if found is None:
             subprocess.run(
-                # the sdist itself, never a wheel; its build requirements (for pip's metadata step) may be wheels
+                # the sdist itself, never a wheel; its build requirements (for pip's metadata step) may be
+                # wheels
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", pkg, "--quiet",
                  "-d", str(cache), f"{pkg}=={version}"],
                 check=True,
@@ -139,7 +140,8 @@ def collect(sdist_cache: Path | None, language_cache: Path | None = None) -> lis
     if language_cache is not None:
         from engine.training import languages
 
-        files += [SourceFile(name, split_of(name), text, lang) for name, lang, text in languages.collect(language_cache)]
+        collected = languages.collect(language_cache)
+        files += [SourceFile(name, split_of(name), text, lang) for name, lang, text in collected]
     return sorted(files, key=lambda f: f.name)
 
 
@@ -179,7 +181,8 @@ def write(files: list[SourceFile], out_dir: Path, with_sdists: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with gzip.open(out_dir / "corpus.jsonl.gz", "wt", encoding="utf-8", compresslevel=6) as fh:
         for f in files:
-            fh.write(json.dumps({"name": f.name, "split": f.split, "text": f.text, "language": f.language}) + "\n")
+            row = {"name": f.name, "split": f.split, "text": f.text, "language": f.language}
+            fh.write(json.dumps(row) + "\n")
     for split in ("train", "val", "test"):
         names = [f.name for f in files if f.split == split]
         (out_dir / f"files-{split}.txt").write_text("\n".join(names) + "\n")

@@ -199,8 +199,8 @@ def multi_infill_row(
 
 
 class InfillSampler:
-    def __init__(self, tok: Tokenizer, files: list[SourceFile], eos_id: int, seq_len: int, max_middle: int = 96,
-                 holes: int = 1):
+    def __init__(self, tok: Tokenizer, files: list[SourceFile], eos_id: int, seq_len: int,
+                 max_middle: int = 96, holes: int = 1):
         assert files, "no files to draw infill examples from"
         self.tok, self.files, self.eos_id = tok, files, eos_id
         self.seq_len, self.max_middle, self.holes = seq_len, max_middle, holes
@@ -228,7 +228,8 @@ class InfillSampler:
     def several(self, rng: np.random.Generator, k: int) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
         """A row with k single-line holes, or None after MAX_TRIES files without room for them."""
         for _ in range(MAX_TRIES):
-            text = self.files[int(np.searchsorted(self.cum, rng.random(), side="right").clip(0, len(self.files) - 1))].text
+            i = int(np.searchsorted(self.cum, rng.random(), side="right").clip(0, len(self.files) - 1))
+            text = self.files[i].text
             spans = line_spans(text, k, rng)
             if spans is None or any(b <= a for a, b in spans):
                 continue
@@ -239,7 +240,8 @@ class InfillSampler:
 
     def one(self, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
         for _ in range(MAX_TRIES):
-            text = self.files[int(np.searchsorted(self.cum, rng.random(), side="right").clip(0, len(self.files) - 1))].text
+            i = int(np.searchsorted(self.cum, rng.random(), side="right").clip(0, len(self.files) - 1))
+            text = self.files[i].text
             kind = SPAN_KINDS[int(rng.choice(len(SPAN_KINDS), p=SPAN_WEIGHTS))]
             span = pick_span(text, kind, rng)
             if span is None or span[1] <= span[0]:

@@ -37,7 +37,9 @@ def ship(model: Transformer, out_dir: Path, data_dir: Path, run_dir: Path, cfg, 
     save_checkpoint(model, tmp, special_for(data_dir))
     to_bf16(tmp / "model.safetensors")
     size = (tmp / "model.safetensors").stat().st_size
-    assert size <= MAX_WEIGHTS_BYTES, f"model.safetensors is {size / 2**20:.1f} MiB, over the 50 MiB package limit"
+    assert size <= MAX_WEIGHTS_BYTES, (
+        f"model.safetensors is {size / 2**20:.1f} MiB, over the 50 MiB package limit"
+    )
     for name in TOKENIZER_FILES:
         shutil.copy(data_dir / name, tmp / name)
     training = {"config": dataclasses.asdict(cfg), "state": dataclasses.asdict(state), "metrics": metrics,
@@ -45,14 +47,16 @@ def ship(model: Transformer, out_dir: Path, data_dir: Path, run_dir: Path, cfg, 
     (tmp / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     refresh_card(tmp, run_dir, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):  # config last: it names the shapes
+    # config last: it names the shapes
+    for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
         os.replace(path, out_dir / path.name)
     tmp.rmdir()
 
 
 def refresh_card(model_dir: Path, run_dir: Path, data_dir: Path) -> None:
     """Copy the run's log (it holds the history of the runs it continues) and rewrite card and plot."""
-    if (run_dir / "log.jsonl").exists() and (run_dir / "log.jsonl").resolve() != (model_dir / "log.jsonl").resolve():
+    log = run_dir / "log.jsonl"
+    if log.exists() and log.resolve() != (model_dir / "log.jsonl").resolve():
         shutil.copy(run_dir / "log.jsonl", model_dir / "log.jsonl")
     write_card(model_dir, run_dir, data_dir)
 

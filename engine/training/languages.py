@@ -52,7 +52,8 @@ PACKAGES = (
     Package("deb", "rust-src", "1.63.0+dfsg1-2", "rust", "usr/src/rustc-1.63.0/library/"),
     Package("deb", "openjdk-17-source", "17.0.19+10-1~deb12u2", "java", "java.base/",
             inner="usr/lib/jvm/openjdk-17/lib/src.zip"),
-    Package("deb", "glibc-source", "2.36-9+deb12u14", "c", "glibc-2.36/", inner="usr/src/glibc/glibc-2.36.tar.xz"),
+    Package("deb", "glibc-source", "2.36-9+deb12u14", "c", "glibc-2.36/",
+            inner="usr/src/glibc/glibc-2.36.tar.xz"),
     Package("deb", "libstdc++-12-dev", "12.2.0-14+deb12u1", "cpp", "usr/include/c++/12/"),
     Package("npm", "typescript", "5.9.3", "typescript", "package/lib/", extra=("javascript",)),
     Package("npm", "@types/node", "22.20.7", "typescript", "package/"),
@@ -110,7 +111,8 @@ def fetch(package: Package, cache: Path) -> Path:
 def members(archive: Path) -> Iterator[tuple[str, bytes]]:
     """(path, bytes) of the regular files in a .deb (its data tarball) or a .tgz."""
     if archive.suffix == ".deb":
-        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(archive)], check=True, capture_output=True).stdout
+        unpack = ["dpkg-deb", "--fsys-tarfile", str(archive)]
+        data = subprocess.run(unpack, check=True, capture_output=True).stdout
         tar = tarfile.open(fileobj=io.BytesIO(data))
     else:
         tar = tarfile.open(archive)

@@ -28,7 +28,6 @@ from engine.training import bpe, corpus
 from engine.training.data import Batch, BatchSource, InfillSampler, load_stream
 from engine.training.objective import add_noise, add_noise_count, sample_t
 
-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 HEAD_BUCKET = 256
 VAL_SEED = 999  # the held-out batches and their noise are fixed, so validation losses compare across runs
@@ -68,7 +67,8 @@ class TrainConfig:
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(
             vocab_size=vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-            num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
+            num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
+            intermediate_size=self.intermediate_size,
             max_position_embeddings=self.seq_len,  # the engine cuts context to what was trained
             qkv_bias=True, shift=True, family="dream",
         )
@@ -81,7 +81,8 @@ class TrainState:
     tokens_seen: int = 0
     wall_s: float = 0.0
     best_val: float = math.inf
-    schedule_start: int = 0  # step where this run's learning-rate schedule began (a continued run warms up again)
+    # step where this run's learning-rate schedule began (a continued run warms up again)
+    schedule_start: int = 0
     hardware: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -167,8 +168,8 @@ def validate(model: Transformer, source: BatchSource, mask_id: int, cfg: TrainCo
     plain, infill = [], []
     for k in range(cfg.val_batches):
         with autocast(cfg, device):
-            _, rows = step_loss(model, to_device(source.batch(k), device), mask_id, noise_generator(VAL_SEED, k),
-                                cfg)
+            _, rows = step_loss(model, to_device(source.batch(k), device), mask_id,
+                                noise_generator(VAL_SEED, k), cfg)
         plain.append(rows[:n_plain])
         infill.append(rows[n_plain:])
     model.train()
@@ -188,7 +189,8 @@ def to_device(batch: Batch, device: str) -> Batch:
 
 def save(run_dir: Path, model: Transformer, opt: torch.optim.Optimizer, cfg: TrainConfig, state: TrainState,
          special: dict, data_dir: Path) -> None:
-    """run_dir/ckpt: a checkpoint engine.load_model can open (with the tokenizer), plus optimizer and state."""
+    """run_dir/ckpt: a checkpoint engine.load_model can open (with the tokenizer), plus optimizer and
+    state."""
     tmp, final = run_dir / "ckpt.tmp", run_dir / "ckpt"
     save_checkpoint(model, tmp, special)
     for name in TOKENIZER_FILES:
@@ -238,7 +240,8 @@ def cpu_name() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "CPU"
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    names = (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name"))
+    model = next(names, "CPU")
     flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
     native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
     return f"{model} ({', '.join(native) if native else 'no native bf16'})"
@@ -255,7 +258,9 @@ class ResumeConflict(ValueError):
 
 # ---------------------------------------------------------------- the loop
 
-def resumed_config(saved: TrainConfig, cfg: TrainConfig, given: tuple[str, ...], run_dir: Path) -> TrainConfig:
+def resumed_config(
+    saved: TrainConfig, cfg: TrainConfig, given: tuple[str, ...], run_dir: Path
+) -> TrainConfig:
     """The saved config with the options given on this command line applied; an option that would change the
     data order or the model's shape is refused rather than silently dropped."""
     for name in given:
@@ -294,7 +299,9 @@ def start(run_dir: Path, cfg: TrainConfig, vocab_size: int, init: Path | None, d
         model = Transformer(cfg.model_config(vocab_size)).to(device)
         init_weights(model)
         state, opt = TrainState(), make_optimizer(model, cfg)
-    assert model.cfg.vocab_size == vocab_size, f"tokenizer has {vocab_size} tokens, the model {model.cfg.vocab_size}"
+    assert model.cfg.vocab_size == vocab_size, (
+        f"tokenizer has {vocab_size} tokens, the model {model.cfg.vocab_size}"
+    )
     if hardware(device, cfg.bf16) not in state.hardware:
         state.hardware.append(hardware(device, cfg.bf16))
     return model, opt, cfg, state
@@ -331,7 +338,8 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(cfg, device):
-            loss, _ = step_fn(model, batch, special["mask_id"], noise_generator(cfg.seed, state.data_step), cfg)
+            noise = noise_generator(cfg.seed, state.data_step)
+            loss, _ = step_fn(model, batch, special["mask_id"], noise, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -344,7 +352,8 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
         if state.step % log_every == 0 or state.step == cfg.steps:
             write_log(log, {"step": state.step, "tokens": state.tokens_seen, "loss": round(loss.item(), 4),
                             "grad_norm": round(gnorm.item(), 3), "lr": round(lr, 6),
-                            "tok_per_s": round(tokens_log / max(train_s, 1e-9)), "wall_s": round(state.wall_s)},
+                            "tok_per_s": round(tokens_log / max(train_s, 1e-9)),
+                            "wall_s": round(state.wall_s)},
                       cfg.objective)
             train_s, tokens_log = 0.0, 0
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
@@ -353,7 +362,8 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
             save(run_dir, model, opt, cfg, state, special, data_dir)
             t_ckpt = time.time()
         now = time.time()
-        state.wall_s, t_prev = state.wall_s + now - t_prev, now  # evals and checkpoints: wall time, not throughput
+        # evals and checkpoints: wall time, not throughput
+        state.wall_s, t_prev = state.wall_s + now - t_prev, now
     if state.step % cfg.eval_every and state.step < cfg.steps:  # stopped by the clock: the decayed weights
         evaluate(model, val_source, special["mask_id"], cfg, state, device, log, ship)
     save(run_dir, model, opt, cfg, state, special, data_dir)
@@ -361,7 +371,9 @@ def train(run_dir: Path, data_dir: Path, cfg: TrainConfig, *, init: Path | None 
     return state
 
 
-def evaluate(model, val_source, mask_id: int, cfg: TrainConfig, state: TrainState, device: str, log, ship) -> None:
+def evaluate(
+    model, val_source, mask_id: int, cfg: TrainConfig, state: TrainState, device: str, log, ship
+) -> None:
     metrics = validate(model, val_source, mask_id, cfg, device)
     write_log(log, {"step": state.step, "tokens": state.tokens_seen, **metrics}, cfg.objective)
     if metrics["val_loss"] < state.best_val:
@@ -371,7 +383,8 @@ def evaluate(model, val_source, mask_id: int, cfg: TrainConfig, state: TrainStat
 
 
 def open_log(path: Path, step: int):
-    """Append to the log, dropping rows past `step` (written after the checkpoint a resumed run restarts from)."""
+    """Append to the log, dropping rows past `step` (written after the checkpoint a resumed run restarts
+    from)."""
     if path.exists():
         rows = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= step]
         path.write_text("".join(x + "\n" for x in rows))

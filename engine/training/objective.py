@@ -22,7 +22,8 @@ def sample_t(batch: int, generator: torch.Generator, t_min: float = T_MIN) -> Te
 
 
 def add_noise(ids: Tensor, maskable: Tensor, t: Tensor, mask_id: int, generator: torch.Generator):
-    """noisy ids [B, T] and masked [B, T] bool: each maskable position masked with probability t of its row."""
+    """noisy ids [B, T] and masked [B, T] bool: each maskable position masked with probability t of its
+    row."""
     u = torch.rand(ids.shape, generator=generator).to(ids.device)  # CPU generator: same noise on any device
     masked = (u < t.to(ids.device)[:, None]) & maskable
     return torch.where(masked, torch.full_like(ids, mask_id), ids), masked

@@ -4,3 +4,7 @@
 
 ;; Blocks: bodies a completion may fill
 (block) @block.outer
+
+;; Placeholders: a body holding only `pass` or `...`, which completing the body replaces
+(block . (pass_statement) .) @block.stub
+(block . (expression_statement (ellipsis)) .) @block.stub

@@ -79,6 +79,44 @@ class InlineCompletionList {
   }
 }
 
+// Hierarchical kinds, as VS Code's: "refactor.rewrite" contains "refactor.rewrite.unmask.fillHoles".
+class CodeActionKind {
+  constructor(value) {
+    this.value = value;
+  }
+  append(part) {
+    return new CodeActionKind(this.value ? `${this.value}.${part}` : part);
+  }
+  contains(other) {
+    return this.value === "" || other.value === this.value || other.value.startsWith(`${this.value}.`);
+  }
+  intersects(other) {
+    return this.contains(other) || other.contains(this);
+  }
+}
+for (const [name, value] of Object.entries({ Empty: "", QuickFix: "quickfix", Refactor: "refactor",
+  RefactorExtract: "refactor.extract", RefactorInline: "refactor.inline", RefactorMove: "refactor.move",
+  RefactorRewrite: "refactor.rewrite", Source: "source", SourceOrganizeImports: "source.organizeImports",
+  SourceFixAll: "source.fixAll", Notebook: "notebook" })) {
+  CodeActionKind[name] = new CodeActionKind(value);
+}
+
+class TextEdit {
+  constructor(range, newText) {
+    Object.assign(this, { range, newText });
+  }
+}
+
+class WorkspaceEdit {
+  edits = new Map(); // uri string -> TextEdit[]
+  set(uri, edits) {
+    this.edits.set(uri.toString(), edits.map((e) => (Array.isArray(e) ? e[0] : e))); // [edit, metadata] pairs too
+  }
+  entries() {
+    return [...this.edits].map(([uri, edits]) => [Uri.parse(uri), edits]);
+  }
+}
+
 // A read-only text document over a string, with LSP-style (UTF-16) positions.
 function textDocument(path, languageId, text) {
   const lines = text.split("\n");
@@ -159,7 +197,8 @@ module.exports = {
   version: "1.91.0",
   env: { language: "en", appName: "fake", openExternal: async () => true },
   Disposable, EventEmitter, Uri, Position, Range, CancellationTokenSource, InlineCompletionItem,
-  InlineCompletionList,
+  InlineCompletionList, CodeActionKind, TextEdit, WorkspaceEdit,
+  CodeActionTriggerKind: { Invoke: 1, Automatic: 2 },
   CancellationError: class extends Error {},
   InlineCompletionTriggerKind: { Invoke: 0, Automatic: 1 },
   LogLevel: { Off: 0, Trace: 1, Debug: 2, Info: 3, Warning: 4, Error: 5 },
@@ -170,8 +209,12 @@ module.exports = {
   // base classes the client's own item types extend
   SymbolInformation: class {}, DocumentLink: class {}, InlayHint: class {}, Diagnostic: class {},
   CallHierarchyItem: class {}, CodeLens: class {}, CompletionItem: class {}, TypeHierarchyItem: class {},
-  CodeAction: class {},
-  ...Object.fromEntries(["CodeActionKind", "CodeActionTriggerKind", "CompletionItemKind", "CompletionItemTag",
+  CodeAction: class {
+    constructor(title, kind) {
+      Object.assign(this, { title, kind });
+    }
+  },
+  ...Object.fromEntries(["CompletionItemKind", "CompletionItemTag",
     "CompletionTriggerKind", "DiagnosticSeverity", "DiagnosticTag", "DocumentHighlightKind", "FoldingRangeKind",
     "SignatureHelpTriggerKind", "SymbolKind", "SymbolTag", "TextDocumentSaveReason"]
     .map((name) => [name, new Proxy({}, { get: (_, member) => `${name}.${String(member)}` })])), // unused enums

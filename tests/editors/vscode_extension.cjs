@@ -3,7 +3,9 @@
 //   UNMASK_MODEL=dir PYTHON=python node tests/editors/vscode_extension.cjs
 // Checks: the server starts from `unmask.serverCommand` with the user's settings as initializationOptions, the
 // status bar goes from loading to ready, VS Code's inline provider returns an item for an invoked and an
-// automatic trigger, the suggest-widget provider stays out of the model's way, and toggling turns it off.
+// automatic trigger, the suggest-widget provider stays out of the model's way, the light bulb's provider
+// offers *Rewrite selection* for a selection and resolves it to an edit of exactly that range, and toggling
+// turns ghost text off.
 const assert = require("node:assert/strict");
 const Module = require("node:module");
 const path = require("node:path");
@@ -59,13 +61,26 @@ async function main() {
   const [{ provider: completion }] = providers.completionItem;
   const suggest = await completion.provideCompletionItems(doc, new vscode.Position(1, 11), token, { triggerKind: 0 });
 
+  // the light bulb: VS Code asks every code action provider for the selection, then resolves the one chosen
+  const [{ provider: codeActions }] = providers.codeActions;
+  const selection = new vscode.Range(4, 6, 4, 15); // "add(1, 2)"
+  const invoke = { diagnostics: [], only: undefined, triggerKind: vscode.CodeActionTriggerKind.Invoke };
+  const offered = await codeActions.provideCodeActions(doc, selection, invoke, token);
+  const rewrite = offered.find((a) => a.kind?.value === "refactor.rewrite.unmask.rewriteSelection");
+  assert.ok(rewrite && !rewrite.edit, `a rewrite to resolve: ${JSON.stringify(offered)}`);
+  const resolved = await codeActions.resolveCodeAction(rewrite, token);
+  const [[uri, [edit]]] = resolved.edit.entries();
+  const action = { offered: offered.map((a) => [a.title, a.kind.value]), uri: uri.toString(),
+    range: [edit.range.start.line, edit.range.start.character, edit.range.end.line, edit.range.end.character],
+    newText: edit.newText };
+
   await commands.get("unmask.toggle")();
   const disabled = await inline.provideInlineCompletionItems(doc, new vscode.Position(1, 11), { triggerKind: 0 }, token);
   const offText = item.text;
 
   await extension.deactivate();
   console.log(JSON.stringify({ seen, invoked, automatic, ready, suggest: suggest ?? null, disabled: disabled ?? null,
-    offText, enable: settings.get("unmask.enable"), messages }));
+    offText, enable: settings.get("unmask.enable"), messages, action }));
 }
 
 main().then(() => process.exit(0), (error) => {

@@ -1,18 +1,11 @@
 -- unmask for Neovim 0.7+: starts the server through vim.lsp, shows textDocument/inlineCompletion as ghost
 -- text and leaves textDocument/completion to omnifunc or a completion plugin.
+local actions = require("unmask.actions")
 local ghost = require("unmask.ghost")
+local call = require("unmask.rpc").call
 
 local M = { opts = nil, enabled = true }
 local state = { client_id = nil, root = nil, pending = nil, status = nil, timer = nil }
-
--- 0.11 turned client.request(...) into client:request(...)
-local method_call = vim.fn.has("nvim-0.11") == 1
-local function call(client, name, ...)
-  if method_call then
-    return client[name](client, ...)
-  end
-  return client[name](...)
-end
 
 local function server_cmd(o)
   if o.cmd then
@@ -180,6 +173,17 @@ function M.toggle()
   vim.notify("unmask: ghost text " .. (M.enabled and "on" or "off"))
 end
 
+-- Runs a code action ("rewrite", "fill" or "body") over opts' range (a user command's opts; {range = 0}:
+-- the cursor) in the current buffer; on_done() once it is applied or declined.
+function M.code_action(name, opts, on_done)
+  local c, buf = client(), vim.api.nvim_get_current_buf()
+  if not c then
+    vim.notify("unmask: the server is not running", vim.log.levels.WARN)
+    return
+  end
+  actions.run(c, buf, actions.kinds[name], actions.command_range(c, buf, opts or { range = 0 }), on_done)
+end
+
 -- The last unmask/status result: { model, family, device, dtype, state, error, latencies_ms }.
 function M.status()
   return state.status
@@ -257,6 +261,11 @@ function M.setup(opts)
       print(vim.inspect(s))
     end)
   end, { desc = "unmask: model, state and latency" })
+  for command, name in pairs({ UnmaskRewrite = "rewrite", UnmaskFillHoles = "fill", UnmaskCompleteBody = "body" }) do
+    vim.api.nvim_create_user_command(command, function(o)
+      M.code_action(name, o)
+    end, { range = true, desc = "unmask: code action " .. actions.kinds[name] })
+  end
 end
 
 return M

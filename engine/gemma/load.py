@@ -1,0 +1,95 @@
+"""Load a DiffusionGemmaForBlockDiffusion folder (transformers >= 5.11 layout), text weights only.
+
+The saved file holds the decoder's weights (`model.decoder.*`, which the encoder shares) and the encoder's own
+`layer_scalar` buffers; the vision tower and its projection are skipped. The model is built on the meta
+device and the weights are memory-mapped from safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.errors import CheckpointError, DoesNotFit
+from engine.fit import GB, available_bytes
+from engine.gemma.config import GemmaConfig
+from engine.gemma.model import DiffusionGemma
+from engine.load import _read_tensor, weight_files
+
+DECODER, ENCODER = "model.decoder.", "model.encoder.language_model."
+SKIPPED = ("model.encoder.vision_tower.", "model.encoder.embed_vision.")
+
+
+def is_diffusion_gemma(config: dict) -> bool:
+    return config.get("model_type") == "diffusion_gemma" or "DiffusionGemmaForBlockDiffusion" in (
+        config.get("architectures") or ()
+    )
+
+
+def checkpoint_name(ours: str) -> str:
+    """Our parameter name -> the tensor's name in the checkpoint."""
+    if ours == "lm_head.weight":
+        return ours
+    if ours.endswith(".encoder_scalar"):
+        return ENCODER + ours.removesuffix("encoder_scalar") + "layer_scalar"
+    return DECODER + ours.replace("self_conditioning.mlp.", "self_conditioning.")
+
+
+def parameter_count(cfg: GemmaConfig) -> int:
+    with torch.device("meta"):
+        model = DiffusionGemma(cfg)
+    return sum(t.numel() for t in model.state_dict().values())
+
+
+def check_fit(cfg: GemmaConfig, device: str, dtype: torch.dtype, name: str, positions: int = 2048) -> None:
+    """DoesNotFit, with the numbers, when the weights and a prompt's cache cannot fit on the device."""
+    weights = parameter_count(cfg) * dtype.itemsize
+    kv = sum(2 * s.kv_heads * s.head_dim * (min(positions, cfg.sliding_window) if s.sliding else positions)
+             for s in cfg.layers) * dtype.itemsize
+    free = available_bytes(str(device))
+    if free is None or weights + kv <= free:
+        return
+    raise DoesNotFit(
+        f"model {name!r} needs {(weights + kv) / GB:.1f} GB on {device} in "
+        f"{str(dtype).removeprefix('torch.')} "
+        f"(weights {weights / GB:.1f} GB, KV cache {kv / GB:.2f} GB for {positions} positions) but "
+        f"{free / GB:.1f} GB is available; choose a smaller model (`unmask models`) or another device"
+    )
+
+
+def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype) -> None:
+    files = weight_files(folder)
+    params = model.state_dict(keep_vars=True)
+    wanted = {checkpoint_name(ours): ours for ours in params}
+    missing = sorted(wanted.keys() - files.keys())
+    if missing:
+        index = folder / "model.safetensors.index.json"
+        where = index.name if index.exists() else "model.safetensors"
+        raise CheckpointError(f"{where}: missing tensor {missing[0]!r} ({len(missing)} missing)")
+    tied_head = "lm_head.weight" if model.lm_head is None else None
+    extra = sorted(n for n in files.keys() - wanted.keys() if not n.startswith(SKIPPED) and n != tied_head)
+    if extra:
+        raise CheckpointError(
+            f"{files[extra[0]].name}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected)"
+        )
+    state, handles = {}, {}
+    for theirs, ours in wanted.items():
+        tensor = _read_tensor(files[theirs], theirs, handles)
+        if tensor.shape != params[ours].shape:
+            raise CheckpointError(
+                f"{files[theirs].name}: tensor {theirs!r} {tuple(tensor.shape)} does not fit "
+                f"{tuple(params[ours].shape)} from config.json"
+            )
+        state[ours] = tensor.to(device=device, dtype=dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def load_network(folder: Path, config: dict, device="cpu", dtype: torch.dtype = torch.float32,
+                 name: str = "") -> DiffusionGemma:
+    cfg = GemmaConfig.from_hf(config)
+    check_fit(cfg, device, dtype, name or str(folder))
+    with torch.device("meta"):
+        model = DiffusionGemma(cfg)
+    load_weights(model, folder, device, dtype)
+    return model.eval()

@@ -1,0 +1,44 @@
+"""What a request to the engine thread came to: one type per outcome, so the server matches on which one
+happened. A completion ends in a `Suggestion` (cache.py) or one of the types below; a model load in
+`Loaded` or `LoadFailed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class NoSuggestion:
+    """The model ran and had nothing to offer here: an answer, cached like a suggestion."""
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A newer request for the document, or a change to it, came before the engine took this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The engine stopped at the request's cancel flag ($/cancelRequest or a newer request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoModel:
+    """No model was loaded when the engine took the request (still loading, or the load failed)."""
+
+
+Unanswered = Superseded | Cancelled | NoModel  # no answer this time: nothing to cache
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    description: dict  # the status fields of the model (filler.describe)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    """A model the user named that cannot be used here; the message is one line for the user."""
+
+    message: str
+    kept_previous: bool  # the model loaded before is still loaded and serving
