@@ -16,7 +16,8 @@ Two sets of cursors: --stdlib N, bench/bench_lsp.py's (a line of a standard-libr
 point, each file opened fresh, no workspace: the memory holds the documents opened so far), and --project
 SDIST --cases N, bench/eval_server.py's (`line` and `rest` cursors of the project's files, the whole project
 in the memory as the server reads a workspace). Also per case: the document's size, context tokens, canvas,
-forwards, and whether an answer came. Prints p50 / mean per stage and per set, and writes rows to --out.
+forwards, and whether an answer came. Prints p50 / mean per stage and per set (the table: p50 of each stage,
+so the stages do not add up to the total), and writes rows to --out.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from lsp_server import filler  # noqa: E402
 from lsp_server.options import parse  # noqa: E402
 
 STAGES = ["memory_cut", "syntax", "span", "context", "count_tokens", "check", "rank", "post", "ids", "prior",
-          "forward_full", "forward_window", "loop", "total"]
+          "forward_full", "forward_window", "loop", "total", "cpu"]
 
 
 class Timers:
@@ -93,11 +94,16 @@ def instrument(model, timers: Timers) -> None:
     def context_ids(self, prefix, suffix, canvas):
         out = ids(self, prefix, suffix, canvas)
         timers.counts["context_tokens"] += len(out[0]) + len(out[1])
-        timers.counts["canvas"] = max(timers.counts["canvas"], canvas)
         return out
 
     lm.DiffusionLM.context_ids = timers.wrap("ids", context_ids)
-    lm.DiffusionLM.infill = timers.wrap("engine", lm.DiffusionLM.infill)
+    infill_timed = timers.wrap("engine", lm.DiffusionLM.infill)
+
+    def engine_infill(self, prefix, suffix, **kwargs):
+        timers.counts["canvas"] += kwargs["canvas"]
+        return infill_timed(self, prefix, suffix, **kwargs)
+
+    lm.DiffusionLM.infill = engine_infill
     model.count_tokens = timers.wrap("count_tokens", model.count_tokens)
     model.memory.update = timers.wrap("memory_cut", model.memory.update)
 
@@ -106,13 +112,13 @@ def run_case(model, options, timers: Timers, name: str, text: str, offset: int) 
     doc = infill.Document(text, "python")  # parsed at didOpen, before the request: not timed
     model.memory.index.set(name, text.encode("utf-8", "replace"))  # the worker's update at didOpen
     timers.reset()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     c = filler.complete(model, doc, offset, options, invoked=True, key=name)
-    total = (time.perf_counter() - t0) * 1000
+    total, cpu = (time.perf_counter() - t0) * 1000, (time.thread_time() - cpu0) * 1000
     ms = dict(timers.ms)
     engine_ms = ms.pop("engine", 0.0)
     ms["loop"] = engine_ms - sum(ms.get(k, 0.0) for k in ("ids", "prior", "forward_full", "forward_window"))
-    ms["total"] = total
+    ms["total"], ms["cpu"] = total, cpu
     return {
         "ms": ms,
         "forwards_full": timers.counts["forward_full"],
