@@ -4,6 +4,8 @@ event loop's (lsp_server/documents.py) and the engine thread's parsed infill.Doc
 code-point edits the first one reports. Checked on the document store directly (many examples) and through a
 real server over stdio (fewer), where `unmask/document` hashes both copies."""
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from tests.lsp_raw import RawServer, sha256
 ENCODINGS = {"utf-16": types.PositionEncodingKind.Utf16, "utf-8": types.PositionEncodingKind.Utf8,
              "utf-32": types.PositionEncodingKind.Utf32}
 LANGUAGES = ["python", "javascript", "go", "rust", "c"]
+DOC_NUMBERS = itertools.count()  # a fresh uri per example
 STORE = settings(max_examples=250, deadline=None, derandomize=True, database=None)
 STDIO = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -55,8 +58,7 @@ def server(tiny_checkpoint):
 @STDIO
 @given(data=st.data(), text=lsp_edits.texts, language=st.sampled_from(LANGUAGES))
 def test_server_follows_the_client(server, data, text, language):
-    server.next_doc = getattr(server, "next_doc", 0) + 1
-    uri = f"file:///p/doc{server.next_doc}.{language}"
+    uri = f"file:///p/doc{next(DOC_NUMBERS)}.{language}"
     item = {"uri": uri, "languageId": language, "version": 1, "text": text}
     server.notify("textDocument/didOpen", {"textDocument": item})
     client, n = text, data.draw(st.integers(1, 12), label="edits")

@@ -10,7 +10,7 @@ def test_defaults_agree_with_the_engine_and_infill():
     ours = dict(SAMPLER_DEFAULTS)
     theirs = {f: getattr(engine.SamplerConfig(), f) for f in msgspec.structs.asdict(SamplerOptions())}
     # the server's latency choice
-    assert ours.pop("tokens_per_step") == 2 and theirs.pop("tokens_per_step") == 1
+    assert ours.pop("tokens_per_step") == 3 and theirs.pop("tokens_per_step") == 1
     assert ours == theirs
     assert Options().infill() == InfillOptions()
 
