@@ -3,7 +3,7 @@ or 16 tokens per forward, with and without its context cache, against the same m
 autoregressively with a KV cache (one causal forward per new token after the prompt), in one run.
 
     python -m bench.bench_device --out runs/bench_device.json                  # Dream-7B shape, bf16, CUDA
-    python -m bench.bench_device --shape tiny --device cpu --out /tmp/bench_device.json
+    python -m bench.bench_device --shape tiny --device cpu --out runs/bench_device.json
 
 The model is built on the meta device and its random weights are drawn on the target device, so a 7B shape
 never passes through host memory. Every diffusion run fills the whole canvas (stop tokens off), so both

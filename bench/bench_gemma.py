@@ -2,7 +2,7 @@
 whole generate loop (checkpoint defaults: early stop on) for the forwards and tokens per forward.
 
     python -m bench.bench_gemma --shape 26b-a4b --device cuda --out runs/bench_gemma.json   # a lent GPU, bf16
-    python -m bench.bench_gemma --shape small --device cpu --threads 1 --out /tmp/bench_gemma.json
+    python -m bench.bench_gemma --shape small --device cpu --threads 1 --out runs/bench_gemma.json
 
 The model is built on the meta device and its weights are drawn on the target device (the 26B-A4B shape,
 25.2B parameters, never passes through host memory). Fixed steps have the early stop off, as vLLM

@@ -16,7 +16,7 @@
 # carrying .cache/corpus/data/corpus.jsonl.gz and .cache/corpus/data/manifest.json for step 3:
 #   bash bench/device_check.sh
 # Here, as a check of the script (tiny shape, short training, one thread):
-#   DEVICE=cpu OUT=/tmp/device-out bash bench/device_check.sh
+#   DEVICE=cpu OUT=runs/device-out bash bench/device_check.sh
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -49,7 +49,7 @@ step() {  # step NAME SECONDS COMMAND...: run under timeout, log its output, not
 if [ "$DEVICE" != cpu ] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   PY=$(command -v python3)
   if ls .whl/*.whl >/dev/null 2>&1; then  # missing packages carried as wheels (see device_run.sh)
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    SITE=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --target "$SITE" .whl/*.whl && export PYTHONPATH="$SITE"
   fi
   # the project itself, offline and without its pins (they name the CPU wheel of torch)
   step install 120 "$PY" -m pip install --no-deps --no-build-isolation --no-index -e .

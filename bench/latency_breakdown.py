@@ -150,7 +150,7 @@ def main() -> int:
     p.add_argument("--cases", type=int, default=40, help="per project and kind")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--options", default="{}", help="server options JSON, as initializationOptions")
-    p.add_argument("--out", type=Path, default=Path("/tmp/latency_breakdown.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("runs/latency_breakdown.jsonl"))
     args = p.parse_args()
     options, invalid = parse(json.loads(args.options))
     if invalid:
@@ -173,6 +173,7 @@ def main() -> int:
             items = [(name, text, offset) for name, text, offset, _ in drawn]
             sets.append((f"{archive.name.split('.tar')[0]} {kind}", items, files))
     results = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as fh:
         for label, items, files in sets:
             model.memory.index.clear()
