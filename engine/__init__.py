@@ -4,6 +4,7 @@ The engine knows nothing of editors or syntax: it turns (text before, text after
 denoised middle.
 """
 
+from engine.batch import Batcher, InfillRequest, Ticket
 from engine.errors import Cancelled, CheckpointError, DeviceUnavailable, DoesNotFit, HubError
 from engine.lm import DiffusionLM, InfillResult, InfillStats, load_model
 from engine.memory import MemoryConfig, RepositoryMemory
@@ -11,17 +12,20 @@ from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
 
 __all__ = [
+    "Batcher",
     "Cancelled",
     "CheckpointError",
     "DeviceUnavailable",
     "DiffusionLM",
     "DoesNotFit",
     "HubError",
+    "InfillRequest",
     "InfillResult",
     "InfillStats",
     "MemoryConfig",
     "RepositoryMemory",
     "SamplerConfig",
+    "Ticket",
     "Tokenizer",
     "load_model",
 ]

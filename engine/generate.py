@@ -28,6 +28,11 @@ def shifted_rows(start: int, end: int, shift: bool, offset: int = 0) -> Tensor:
     return rows - offset
 
 
+def window_start(start: int, shift: bool) -> int:
+    # the first position whose output a cached (window) forward reads: one before the canvas when shifted
+    return max(start - 1, 0) if shift else start
+
+
 class CanvasLogits:
     """Logits for the canvas of one sequence, with an optional approximate cache of the fixed context.
 
@@ -38,7 +43,7 @@ class CanvasLogits:
     def __init__(self, model: Transformer, ids: Tensor, start: int, end: int, cache: bool, refresh: int):
         self.model, self.ids, self.start, self.end, self.refresh = model, ids, start, end, refresh
         shift = model.cfg.shift
-        self.window = max(start - 1, 0) if shift else start  # first position whose output we read
+        self.window = window_start(start, shift)
         self.full_rows = shifted_rows(start, end, shift)
         self.window_rows = shifted_rows(start, end, shift, offset=self.window)
         cfg, p = model.cfg, model.embed.weight
@@ -91,6 +96,58 @@ def step_schedule(length: int, sampler: SamplerConfig) -> list[int] | None:
     return [n for size in sizes for n in num_transfer_tokens(size, min(per_block, size))]
 
 
+class Denoising:
+    """One canvas between forwards: `step` commits from one forward's logits until `done`.
+
+    The first committed stop token (default: the checkpoint's end-of-text/pad ids) ends the middle: every
+    position after it becomes pad. The unbatched loop (`denoise`) and the batched one (engine/batch.py) both
+    advance a canvas only through `step`, so they commit the same tokens from the same logits.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        special: SpecialTokens,
+        sampler: SamplerConfig,
+        generator: torch.Generator | None,
+        device: torch.device | str = "cpu",
+        stops: frozenset[int] | None = None,
+        prior: Prior | None = None,
+    ):
+        self.special, self.sampler, self.generator, self.prior = special, sampler, generator, prior
+        self.tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)  # [L]
+        self.conf = torch.zeros(length, device=device)  # [L] commit probabilities
+        self.masked = torch.ones(length, dtype=torch.bool, device=device)  # [L]
+        self.stops = torch.tensor(sorted(special.stops if stops is None else stops), dtype=torch.long,
+                                  device=device)
+        self.schedule = step_schedule(length, sampler)
+        self.forwards = 0
+
+    @property
+    def done(self) -> bool:
+        return not bool(self.masked.any())
+
+    def step(self, logits: Tensor) -> None:
+        # logits: [L, V] for the canvas, already shifted
+        if self.prior is not None:
+            logits = self.prior(logits, self.tokens, self.masked)
+        logits, deferred = stop_rules(logits, self.masked, self.stops)
+        x0, conf = propose(logits, self.sampler, self.generator)
+        schedule = self.schedule
+        n_fixed = schedule[min(self.forwards, len(schedule) - 1)] if schedule else None
+        eligible = eligible_positions(self.masked, deferred, self.sampler.block_size)
+        commit = select(conf, eligible, self.sampler, n_fixed)
+        self.forwards += 1
+        self.tokens = torch.where(commit, x0, self.tokens)
+        self.conf = torch.where(commit, conf.to(self.conf.dtype), self.conf)
+        self.masked &= ~commit
+        is_stop = torch.isin(self.tokens, self.stops) & ~self.masked
+        if bool(is_stop.any()):
+            first = int(is_stop.nonzero()[0])
+            self.tokens[first + 1 :] = self.special.pad
+            self.masked[first + 1 :] = False
+
+
 def denoise(
     logits_fn: LogitsFn,
     length: int,
@@ -102,37 +159,14 @@ def denoise(
     stops: frozenset[int] | None = None,
     prior: Prior | None = None,
 ) -> tuple[Tensor, Tensor, int]:
-    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count.
-
-    The first committed stop token (default: the checkpoint's end-of-text/pad ids) ends the middle: every
-    position after it becomes pad.
-    """
-    tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)
-    conf_out = torch.zeros(length, device=device)
-    masked = torch.ones(length, dtype=torch.bool, device=device)
-    stops = torch.tensor(sorted(special.stops if stops is None else stops), dtype=torch.long, device=device)
-    schedule = step_schedule(length, sampler)
-    forwards = 0
-    while bool(masked.any()):
+    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count
+    (see Denoising)."""
+    state = Denoising(length, special, sampler, generator, device, stops, prior)
+    while not state.done:
         if cancel is not None and cancel():
             raise Cancelled()
-        logits = logits_fn(tokens, forwards)
-        if prior is not None:
-            logits = prior(logits, tokens, masked)
-        logits, deferred = stop_rules(logits, masked, stops)
-        x0, conf = propose(logits, sampler, generator)
-        n_fixed = schedule[min(forwards, len(schedule) - 1)] if schedule else None
-        commit = select(conf, eligible_positions(masked, deferred, sampler.block_size), sampler, n_fixed)
-        forwards += 1
-        tokens = torch.where(commit, x0, tokens)
-        conf_out = torch.where(commit, conf.to(conf_out.dtype), conf_out)
-        masked &= ~commit
-        is_stop = torch.isin(tokens, stops) & ~masked
-        if bool(is_stop.any()):
-            first = int(is_stop.nonzero()[0])
-            tokens[first + 1 :] = special.pad
-            masked[first + 1 :] = False
-    return tokens, conf_out, forwards
+        state.step(logits_fn(state.tokens, state.forwards))
+    return state.tokens, state.conf, state.forwards
 
 
 def middle_of(tokens: Tensor, conf: Tensor, special: SpecialTokens) -> tuple[list[int], float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,12 +12,13 @@ import torch
 from torch import Tensor
 
 from engine import fit, hub
+from engine.corpus_index import CorpusIndex, load_index
 from engine.errors import DeviceUnavailable
 from engine.expand import denoise_expand
 from engine.families import Family
 from engine.generate import CanvasLogits, denoise, middle_of
 from engine.load import load_transformer, parse_dtype, read_config
-from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, recall
+from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, TextIndex, recall
 from engine.model import Transformer
 from engine.quantize import parse_quantize
 from engine.sample import SamplerConfig
@@ -37,6 +38,8 @@ class InfillStats:
     tokens_per_forward: float  # canvas positions resolved per forward
     canvas: int
     ms: float
+    queue_ms: float = 0.0  # engine.batch: waiting before the first forward (included in ms)
+    batch: float = 1.0  # engine.batch: mean rows per forward this request took part in
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,41 @@ class InfillResult:
     stats: InfillStats
 
 
+@dataclass(frozen=True)
+class InfillJob:
+    """An infill request prepared for the denoiser (DiffusionLM.prepare): tokens, sampler and how the
+    canvas becomes text. The generator is the job's own: it advances as the job is denoised."""
+
+    before: list[int]  # ids left of the canvas (BOS included), cut to fit
+    after: list[int]  # ids right of it (the family's EOS included)
+    canvas: int
+    max_canvas: int | None
+    grows: bool  # a checkpoint with an expand token and max_canvas > canvas: engine/expand.py
+    sampler: SamplerConfig
+    generator: torch.Generator
+    newline: frozenset[int]  # a single-line middle's newline ids (empty otherwise)
+    stops: frozenset[int]  # the checkpoint's stops and newline
+    prior: MemoryPrior | None
+    healed: str  # blanks taken off the prefix (heal)
+    single_line: bool
+
+    def sequence(self, mask: int) -> list[int]:
+        return self.before + [mask] * self.canvas + self.after
+
+    def result(self, tokenizer: Tokenizer, ids: list[int], conf: float, stats: InfillStats,
+               t0: float) -> InfillResult:
+        # stats.ms is filled in here: from t0 (time.perf_counter) until the text is ready
+        text = unheal(tokenizer.decode(ids), self.healed)
+        if self.single_line:
+            text = text.split("\n", 1)[0]
+        return InfillResult(text, conf, replace(stats, ms=(time.perf_counter() - t0) * 1000))
+
+
+def check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 class DiffusionLM:
     def __init__(self, model: Transformer, family: Family, tokenizer: Tokenizer, path: Path):
         self.model, self.family, self.tokenizer, self.path = model, family, tokenizer, path
@@ -53,6 +91,8 @@ class DiffusionLM:
         self.device = model.embed.weight.device
         # texts the caller wants remembered (open documents, workspace files), by name; see engine/memory.py
         self.memory = RepositoryMemory()
+        # the checkpoint's own corpus index, if it ships one (engine/corpus_index.py); None to leave it out
+        self.corpus: CorpusIndex | None = None
 
     @torch.inference_mode()
     def __call__(self, input_ids: Tensor) -> Tensor:
@@ -120,47 +160,71 @@ class DiffusionLM:
         first newline. memory: mix in the repository memory (`self.memory`), None to leave it out.
         """
         t0 = time.perf_counter()
-        sampler = sampler or SamplerConfig()
-        n = DEFAULT_CANVAS if canvas is None else canvas
-        for name, value in (("canvas", n), ("max_canvas", max_canvas), ("refresh", refresh)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        grows = self.special.expand is not None and (max_canvas or n) > n
-        if grows and cache:
+        check_count("refresh", refresh)
+        index = self.memory.index if memory is not None and self.memory else None
+        job = self.prepare(prefix, suffix, canvas=canvas, max_canvas=max_canvas, sampler=sampler, seed=seed,
+                           single_line=single_line, memory=memory, index=index)
+        if job.grows and cache:
             raise ValueError("cache=True needs a fixed canvas: this checkpoint grows it up to max_canvas "
                              "(pass cache=None, or max_canvas=canvas)")
+        return self.run(job, cache, refresh, cancel, t0)
+
+    def prepare(
+        self,
+        prefix: str,
+        suffix: str,
+        *,
+        canvas: int | None = None,
+        max_canvas: int | None = None,
+        sampler: SamplerConfig | None = None,
+        seed: int = 0,
+        single_line: bool = False,
+        memory: MemoryConfig | None = MemoryConfig(),
+        index: TextIndex | None = None,
+    ) -> InfillJob:
+        """An infill request as tokens (see infill): the context cut to fit, the healed prefix, the seeded
+        generator and the memory prior over `index` (None, or memory None: no prior)."""
+        n = DEFAULT_CANVAS if canvas is None else canvas
+        check_count("canvas", n)
+        if max_canvas is not None:
+            check_count("max_canvas", max_canvas)
+        grows = self.special.expand is not None and (max_canvas or n) > n
         generator = torch.Generator(self.device).manual_seed(seed)
         prefix, healed = heal(prefix)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
         newline = self.tokenizer.newline_ids if single_line else frozenset()
-        use = memory is not None and self.memory
-        prior = self.memory_prior(prefix, suffix, memory, healed) if use else None
-        if grows:
-            ids, conf, forwards, n = denoise_expand(
-                self.model, before, after, n, max_canvas, self.special, sampler, generator, cancel,
-                ends=newline, prior=prior,
-            )
-        else:
-            seq = torch.tensor([before + [self.special.mask] * n + after], device=self.device)
-            use_cache = cache is not False
-            logits_fn = CanvasLogits(self.model, seq, len(before), len(before) + n, use_cache, refresh)
-            stops = self.special.stops | newline
-            tokens, confs, forwards = denoise(
-                logits_fn, n, self.special, sampler, generator, cancel, self.device, stops, prior
-            )
-            ids, conf = middle_of(tokens, confs, self.special)
-        text = unheal(self.tokenizer.decode(ids), healed)
-        if single_line:
-            text = text.split("\n", 1)[0]
-        ms = (time.perf_counter() - t0) * 1000
-        stats = InfillStats(forwards, n / max(forwards, 1), n, ms)
-        return InfillResult(text, conf, stats)
+        use = memory is not None and (index is not None or self.corpus is not None)
+        prior = self.memory_prior(prefix, suffix, memory, healed, index=index) if use else None
+        return InfillJob(before, after, n, max_canvas, grows, sampler or SamplerConfig(), generator, newline,
+                         self.special.stops | newline, prior, healed, single_line)
 
-    def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig, healed: str = "") -> MemoryPrior:
+    def run(self, job: InfillJob, cache: bool | None, refresh: int, cancel: Callable[[], bool] | None,
+            t0: float) -> InfillResult:
+        """Denoise a prepared job alone; `t0` (time.perf_counter) is when its request arrived."""
+        with torch.inference_mode():
+            if job.grows:
+                ids, conf, forwards, n = denoise_expand(
+                    self.model, job.before, job.after, job.canvas, job.max_canvas, self.special, job.sampler,
+                    job.generator, cancel, ends=job.newline, prior=job.prior,
+                )
+            else:
+                n = job.canvas
+                seq = torch.tensor([job.sequence(self.special.mask)], device=self.device)
+                start = len(job.before)
+                logits_fn = CanvasLogits(self.model, seq, start, start + n, cache is not False, refresh)
+                tokens, confs, forwards = denoise(logits_fn, n, self.special, job.sampler, job.generator,
+                                                  cancel, self.device, job.stops, job.prior)
+                ids, conf = middle_of(tokens, confs, self.special)
+        stats = InfillStats(forwards, n / max(forwards, 1), n, 0.0)
+        return job.result(self.tokenizer, ids, conf, stats, t0)
+
+    def memory_prior(self, prefix: str, suffix: str, memory: MemoryConfig, healed: str = "",
+                     index: TextIndex | None = None) -> MemoryPrior:
+        """The denoiser's hook over `index` (default: this model's own memory)."""
         skip = self.special.stops | {self.special.mask}
-        return MemoryPrior(self.memory.index, memory, prefix, suffix, self.tokenizer.encode_batch,
-                           self.tokenizer.decode, skip, healed)
+        return MemoryPrior(self.memory.index if index is None else index, memory, prefix, suffix,
+                           self.tokenizer.encode_batch, self.tokenizer.decode, skip, healed, self.corpus)
 
     def recall(self, prefix: str, suffix: str = "", max_tokens: int = 32, single_line: bool = False,
                memory: MemoryConfig = MemoryConfig()) -> str:
@@ -227,4 +291,6 @@ def load_model(
     fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
     model, family, config = load_transformer(folder, device, dtype, quantize)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)
-    return DiffusionLM(model, family, tokenizer, folder)
+    lm = DiffusionLM(model, family, tokenizer, folder)
+    lm.corpus = load_index(folder)
+    return lm

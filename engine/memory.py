@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -48,6 +49,14 @@ class MemoryConfig:
     max_length: int = 256
     max_occurrences: int = 32  # counted per match: the most recently remembered first
     right: bool = True  # also match the known canvas tokens right of a masked position
+    # the checkpoint's corpus index (engine/corpus_index.py), where the project's memory has less to say:
+    # w = corpus_weight * n^2 / (n^2 + corpus_half_length^2) * c / (c + corpus_count_prior), times what the
+    # project's own match leaves (1 - w_project / weight); 0 turns it off. Off by default: 0.5 did not
+    # help on three development projects (README, "Corpus index")
+    corpus_weight: float = 0.0
+    corpus_half_length: float = 16.0
+    corpus_min_length: int = 8
+    corpus_count_prior: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight < 1:
@@ -56,6 +65,11 @@ class MemoryConfig:
             raise ValueError(f"MemoryConfig.half_length must be > 0, got {self.half_length!r}")
         if not 1 <= self.min_length <= self.max_length:
             raise ValueError("MemoryConfig needs 1 <= min_length <= max_length")
+        if not 0 <= self.corpus_weight < 1:
+            raise ValueError(f"MemoryConfig.corpus_weight must be in [0, 1), got {self.corpus_weight!r}")
+        if self.corpus_half_length <= 0 or self.corpus_min_length < 1 or self.corpus_count_prior < 0:
+            raise ValueError("MemoryConfig needs corpus_half_length > 0, corpus_min_length >= 1 and "
+                             "corpus_count_prior >= 0")
         if self.max_occurrences < 1:
             raise ValueError(f"MemoryConfig.max_occurrences must be >= 1, got {self.max_occurrences!r}")
 
@@ -65,6 +79,12 @@ class MemoryConfig:
         return (
             self.weight * length**2 / (length**2 + self.half_length**2) * count / (count + self.count_prior)
         )
+
+    def corpus_mix_weight(self, length: int, count: int) -> float:
+        if length < self.corpus_min_length or count == 0:
+            return 0.0
+        h, k = self.corpus_half_length, self.corpus_count_prior
+        return self.corpus_weight * length**2 / (length**2 + h**2) * count / (count + k)
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,12 @@ class RepositoryMemory:
         }
 
 
+class Matcher(Protocol):
+    """A fixed text collection answering longest-match queries (engine/corpus_index.py)."""
+
+    def match_left(self, context: bytes, cfg: MemoryConfig) -> Match: ...
+
+
 class MemoryPrior:
     """The denoiser's hook (engine.generate.Prior): mixes memory votes into the canvas logits.
 
@@ -257,8 +283,10 @@ class MemoryPrior:
         decode: Callable[[list[int]], str],
         skip: frozenset[int],
         healed: str = "",
+        corpus: Matcher | None = None,
     ):
         self.index, self.cfg, self.encode, self.decode, self.skip = index, cfg, encode, decode, skip
+        self.corpus = corpus if cfg.corpus_weight > 0 else None
         self.prefix = prefix.encode("utf-8", "replace")[-cfg.max_length :]
         # blanks the user typed that the prefix was healed of (engine.lm.heal): the middle starts with them
         self.healed = healed.encode("utf-8", "replace")
@@ -283,22 +311,10 @@ class MemoryPrior:
             while q > 0 and known[q - 1] and ids[q - 1] not in self.skip:
                 q -= 1
             left = (self.prefix if q == 0 else b"") + self.decode(ids[q:p]).encode("utf-8", "replace")
-            context, parent, agreeing = left, None, True
-            for r in range(p, length):
-                if known[r]:
-                    break
-                w, counts = self.vote("left", context, parent)
-                if w == 0:
-                    break
-                votes.setdefault(r, []).append((w, counts))
-                token = counts.most_common(1)[0][0]
-                # where both sources pick the same token, all along the chain from its known start, the
-                # token is committed now (confidence 1): the remembered line lands in few forwards
-                agreeing = agreeing and best[r] == token
-                if agreeing:
-                    agreed.append(r)
-                piece = self.decode([token]).encode("utf-8", "replace")
-                context, parent = context + piece, (context, piece)
+            own = self.chain(left, p, known, best, votes, agreed, self.left_vote)
+            if self.corpus is not None:
+                # the corpus fills in what the project's match leaves open, from the run's first position on
+                self.chain(left, p, known, best, votes, agreed, self.corpus_vote, own)
         if self.cfg.right:
             for p in range(length - 1):
                 if known[p] or not known[p + 1] or ids[p + 1] in self.skip:
@@ -358,6 +374,46 @@ class MemoryPrior:
         return self.cfg.mix_weight(
             self._matches[key].length, self._matches[key].count if counts else 0
         ), counts
+
+    def chain(self, left: bytes, p: int, known: list[bool], best: list[int],
+              votes: dict[int, list[tuple[float, Counter]]], agreed: list[int],
+              vote: Callable[..., tuple[float, Counter]],
+              own: dict[int, float] | None = None) -> dict[int, float]:
+        """Votes from `left` on along the masked run starting at p, each step assuming the previous step's
+        most voted token; returns the weight given per position. With `own` (another source's weights)
+        the weights are scaled by what that source leaves, and a position it decides alone is skipped."""
+        context, parent, agreeing, given = left, None, True, {}
+        for r in range(p, len(known)):
+            if known[r]:
+                break
+            w, counts = vote(context, parent)
+            if own is not None:
+                w *= 1.0 - own.get(r, 0.0) / self.cfg.weight
+            if w <= 0:
+                break
+            votes.setdefault(r, []).append((w, counts))
+            given[r] = w
+            token = counts.most_common(1)[0][0]
+            # where both sources pick the same token, all along the chain from its known start, the
+            # token is committed now (confidence 1): the remembered line lands in few forwards
+            agreeing = agreeing and best[r] == token
+            if agreeing:
+                agreed.append(r)
+            piece = self.decode([token]).encode("utf-8", "replace")
+            context, parent = context + piece, (context, piece)
+        return given
+
+    def left_vote(self, context: bytes, parent: tuple[bytes, bytes] | None = None) -> tuple[float, Counter]:
+        return self.vote("left", context, parent)
+
+    def corpus_vote(self, context: bytes, parent: tuple[bytes, bytes] | None = None) -> tuple[float, Counter]:
+        key = ("corpus", context)
+        if key not in self._matches:
+            m = self.corpus.match_left(context, self.cfg)
+            self._matches[key] = m
+            self._votes[key] = self.count(m, "left", context)
+        m, counts = self._matches[key], self._votes[key]
+        return self.cfg.corpus_mix_weight(m.length, m.count if counts else 0), counts
 
     def count(self, m: Match, side: str, context: bytes = b"") -> Counter:
         """Votes per token. A left occurrence whose line is followed by what follows the cursor's line

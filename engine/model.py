@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import ModelConfig
-from engine.kv_cache import KVCache
+from engine.kv_cache import KVCache, SlotView
 
 
 class RMSNorm(nn.Module):
@@ -24,9 +24,12 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    # positions: [T] -> cos, sin: [T, head_dim] in fp32
+    # positions: [T] -> cos, sin: [T, head_dim] in fp32; per-row positions [B, T] -> [B, 1, T, head_dim]
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
-    freqs = torch.outer(positions.float(), inv_freq)
+    if positions.dim() == 2:
+        freqs = (positions.float()[..., None] * inv_freq)[:, None]  # the same products as outer's
+    else:
+        freqs = torch.outer(positions.float(), inv_freq)
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos(), emb.sin()
 
@@ -46,7 +49,8 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.hidden_size, sum(cfg.qkv_sizes), bias=cfg.qkv_bias)
         self.wo = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, cache: KVCache | None, causal: bool):
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int | Tensor,
+                cache: KVCache | SlotView | None, causal: bool, mask: Tensor | None = None):
         b, t, _ = x.shape
         c = self.cfg
         q, k, v = self.wqkv(x).split(c.qkv_sizes, dim=-1)
@@ -59,7 +63,9 @@ class Attention(nn.Module):
             if causal:
                 k, v = k[:, :, : start + t], v[:, :, : start + t]
         gqa = c.num_heads != c.num_kv_heads
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and t > 1, enable_gqa=gqa)
+        # mask: None, or [B, 1, 1, S] bool (True = a real key)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and t > 1,
+                                           enable_gqa=gqa)
         return self.wo(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -82,8 +88,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, start, cache, causal):
-        x = x + self.attn(self.attn_norm(x), cos, sin, start, cache, causal)
+    def forward(self, x, cos, sin, start, cache, causal, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, start, cache, causal, mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -101,20 +107,28 @@ class Transformer(nn.Module):
     def forward(
         self,
         input_ids: Tensor,
-        start: int = 0,
-        cache: KVCache | None = None,
+        start: int | Tensor = 0,
+        cache: KVCache | SlotView | None = None,
         causal: bool = False,
         rows: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         # input_ids: [B, W] at absolute positions start..start+W-1 -> logits [B, W, V], raw (no shift);
-        # with rows [R] (indices into W), only those rows reach the head: [B, R, V].
+        # with rows [R] (indices into W), only those rows reach the head: [B, R, V]; rows [B, R]: per row.
         # With a cache, keys/values of the other positions come from the cache (filled by an earlier
         # forward over the whole sequence); this window's keys/values overwrite their slice of it.
-        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+        # Padded batches (engine/batch.py): start may be per-token positions [B, W] (each row's own window;
+        # a SlotView cache writes each token's keys there), and mask [B, S] marks the real keys (S = W, or
+        # the keys the cache returns): a row sees neither another row's tokens nor padding.
+        if isinstance(start, Tensor):
+            positions = start
+        else:
+            positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        attn_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, S]
         x = self.embed(input_ids)
         for block in self.layers:
-            x = block(x, cos, sin, start, cache, causal)
+            x = block(x, cos, sin, start, cache, causal, attn_mask)
         if rows is not None:
-            x = x[:, rows]
+            x = x[torch.arange(x.shape[0], device=x.device)[:, None], rows] if rows.dim() == 2 else x[:, rows]
         return self.head(self.norm(x))

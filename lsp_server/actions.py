@@ -26,7 +26,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from . import refactors
-from .outcomes import Cancelled, NoModel
+from .outcomes import Cancelled, NoModel, Trouble
 from .progress import LoadProgress
 from .scheduler import Ticket
 
@@ -85,7 +85,7 @@ async def code_action(ls: LanguageServer, params: types.CodeActionParams) -> lis
     doc = ls.docs.get(uri)
     if doc is None or not doc.parseable or not ls.options.enabled(doc.language):
         return []
-    if ls.status.model.state != "ready":
+    if not ls.status.model.serving:
         return []
     start, end = _offsets(ls, doc, params.range)
     version, content = doc.version, doc.content
@@ -149,7 +149,7 @@ async def compute(ls: LanguageServer, data: ActionData) -> types.WorkspaceEdit |
     doc = ls.docs.get(data.uri)
     if doc is None or doc.version != data.version or not doc.parseable:
         return _tell(ls, STALE)
-    if ls.status.model.state != "ready":
+    if not ls.status.model.serving:
         return _tell(ls, f"the model is {ls.status.model.state}")
     start, end = _offsets(ls, doc, data.lsp_range())
     content, revision = doc.content, doc.revision
@@ -166,6 +166,9 @@ async def compute(ls: LanguageServer, data: ActionData) -> types.WorkspaceEdit |
     except asyncio.CancelledError:
         ticket.cancel()  # the engine stops at its next poll
         raise
+    ls.note_remote(outcome, tell=False)  # told below
+    if isinstance(outcome, Trouble):
+        return _tell(ls, outcome.message)
     if isinstance(outcome, (Cancelled, NoModel)):
         return _tell(ls, "the model is not loaded" if isinstance(outcome, NoModel) else "cancelled")
     if ls.docs.get(data.uri) is not doc or doc.revision != revision:

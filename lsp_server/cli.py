@@ -4,11 +4,13 @@
   unmask complete FILE --line L --col C [--json] [model options] the completion at line L, column C (1-based)
   unmask fill FILE [--marker M] [--in-place] [model options]     fill every hole marked M (default <|fill|>)
   unmask models                                                  the public checkpoints known to work
+  unmask team-server [--host H] [--port P] [--replicas N] [--max-batch B] [--token T] [model options]
+                                                                 HTTP completions for a team (Ray Serve)
   unmask train ...                                               python -m engine.training ...
 
 Model options: --model DIR or a Hugging Face id ORG/NAME[@REVISION] (default: the embedded model), --device,
 --dtype, --quantize, --threads, --options JSON (the server's initializationOptions schema, e.g.
-'{"completion": {"maxLines": 8}}').
+'{"completion": {"maxLines": 8}}'), or --remote URL [--token T] for a team server's model.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -27,12 +32,18 @@ from infill import refactor
 from infill.refactor import HOLE
 
 from . import convert, filler
-from .options import Options, parse
+from .options import REMOTE_URL, TOKEN, Options, parse
 
 FILL_HELP = f"""Fill every hole in FILE, first to last, each seeing the holes filled before it. A hole is the
 marker {HOLE} (change it with --marker) placed where code is missing: at the end of a line to finish it,
 alone on a line for a whole line or block, or mid-line, e.g. `total = {HOLE}` or `if {HOLE}:`. The filled
 file goes to stdout (or back into FILE with --in-place); exit status 1 if a hole stayed empty."""
+
+
+TEAM_HELP = """Serve completions over HTTP to a whole team: one model (or --replicas copies) on Ray Serve,
+every request batched with the others in flight. Endpoints: GET /v1/status, POST /v1/infill (unmask's own),
+POST /infill (llama.cpp), POST /v1/completions (OpenAI, with suffix), POST /v1/fim/completions (Mistral).
+Prints one line when every replica has loaded its model; SIGINT or SIGTERM stops it."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unmask", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,models,train}")
+    sub = p.add_subparsers(required=True, metavar="{serve,complete,fill,models,team-server,train}")
     serve = sub.add_parser("serve", help="the language server over stdio (or --tcp)")
     serve.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
     serve.add_argument(
@@ -72,12 +83,34 @@ def parser() -> argparse.ArgumentParser:
     fill.set_defaults(run=cmd_fill)
     models = sub.add_parser("models", help="list the public checkpoints known to work, with their settings")
     models.set_defaults(run=cmd_models)
+    team = sub.add_parser("team-server", help="serve completions to a team over HTTP (Ray Serve: pip install "
+                          "'unmask[team]')", description=TEAM_HELP)
+    team.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    team.add_argument("--port", type=port, default=8000)
+    team.add_argument("--replicas", type=positive, default=1, help="copies of the model, each batching")
+    team.add_argument("--max-batch", type=positive, default=16,
+                      help="requests denoised together (1: unbatched)")
+    team.add_argument("--max-body", type=positive, default=4 << 20, help="request body limit in bytes")
+    team.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray of its own)")
+    team.set_defaults(run=cmd_team_server)
     sub.add_parser("train", help="train the embedded model: unmask train --help", add_help=False)
-    for command in (serve, complete, fill):
+    for command in (serve, complete, fill, team):
         model_arguments(command)
     for command in (complete, fill):
         command.add_argument("--language", help="LSP language id (default: from the file's extension)")
     return p
+
+
+def positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 1..65535, got {text!r}")
+    return int(text)
 
 
 def model_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,11 +123,20 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8: linear-layer weights in int8, about half of bf16's memory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the CPUs, at most 4)")
     p.add_argument("--options", help="JSON object in the initializationOptions schema")
+    p.add_argument("--remote", metavar="URL", help="a team server (http[s]://host[:port]): the model runs "
+                   "there, the rest here; --model, --device, --dtype, --quantize and --threads are its own")
+    p.add_argument("--token", help="the team server's token (default: $UNMASK_TEAM_TOKEN)")
 
 
 def options_from(args: argparse.Namespace) -> Options:
+    token = args.token if args.token is not None else os.environ.get("UNMASK_TEAM_TOKEN") or None
+    if args.remote is not None and not re.match(REMOTE_URL, args.remote):
+        raise SystemExit(f"unmask: --remote must be an http:// or https:// URL such as http://gpu-box:8000, "
+                         f"got {args.remote!r}")
+    if token is not None and not re.match(TOKEN, token):
+        raise SystemExit("unmask: --token (or UNMASK_TEAM_TOKEN) must be visible ASCII without spaces")
     model = {"path": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads,
-             "quantize": args.quantize}
+             "quantize": args.quantize, "remote": args.remote, "token": token}
     try:
         base = msgspec.convert({"model": model}, Options)
         raw = json.loads(args.options) if args.options else None
@@ -116,6 +158,17 @@ def load(opts):
         raise SystemExit(f"unmask: {e}") from None
 
 
+@contextmanager
+def remote_errors():
+    """A team server that does not answer, or refuses, is one line."""
+    from .remote import RemoteError
+
+    try:
+        yield
+    except RemoteError as e:
+        raise SystemExit(f"unmask: {e}") from None
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from engine.catalogue import lines
 
@@ -129,6 +182,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server.serve(options_from(args), tcp=(args.host, args.port) if args.tcp else None)
     return 0
+
+
+def cmd_team_server(args: argparse.Namespace) -> int:
+    from .team.launch import Settings, serve_team
+
+    if args.remote is not None:
+        raise SystemExit("unmask: team-server runs the model itself (--remote is for serve, complete, fill)")
+    options = options_from(args)  # --token (or UNMASK_TEAM_TOKEN): the token every request must bear
+    return serve_team(Settings(args.host, args.port, options, args.replicas, args.max_batch,
+                               options.model.token, args.max_body, args.ray_address))
 
 
 def read_document(path: Path, language_id: str | None) -> infill.Document:
@@ -151,7 +214,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
         raise SystemExit(f"unmask: {args.file}:{args.line}: --col must be in 1..{line_end + 1}")
     options = options_from(args)
     model, offset, t0 = load(options.model), starts[args.line - 1] + args.col - 1, time.perf_counter()
-    c = filler.complete(model, doc, offset, options, invoked=True)
+    with remote_errors():
+        c = filler.complete(model, doc, offset, options, invoked=True)
     ms = (time.perf_counter() - t0) * 1000
     if c is None:
         print(f"unmask: no completion at {args.file}:{args.line}:{args.col}", file=sys.stderr)
@@ -189,7 +253,8 @@ def cmd_fill(args: argparse.Namespace) -> int:
     def complete(doc: infill.Document, offset: int) -> infill.Completion | None:
         return filler.complete(model, doc, offset, options, invoked=True)
 
-    filled = refactor.fill_holes(marked.text, marked.language, complete, args.marker)
+    with remote_errors():
+        filled = refactor.fill_holes(marked.text, marked.language, complete, args.marker)
     if filled.empty:
         print(f"unmask: {args.file}: {filled.note}", file=sys.stderr)
     if args.in_place:

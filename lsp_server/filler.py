@@ -27,9 +27,15 @@ SHAPE_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "
 # engine imports torch (seconds): imported here, inside functions, so the server answers `initialize` first.
 
 
-def load(opts: ModelOptions):
+def load(opts: ModelOptions, memory=None):
     """engine.load_model for these options (the embedded model when opts.path is None); a Hub id not yet
-    cached downloads first, with huggingface_hub's progress bars on stderr (the server fetches first)."""
+    cached downloads first, with huggingface_hub's progress bars on stderr (the server fetches first). With
+    opts.remote, a RemoteModel (remote.py) with `memory` (a RemoteMemory): nothing loads, nothing is asked
+    yet."""
+    if opts.remote is not None:
+        from .remote import RemoteModel
+
+        return RemoteModel(opts.remote, opts.token, memory)
     for name, value in SHAPE_CACHES.items():
         os.environ.setdefault(name, value)
     import torch
@@ -45,7 +51,7 @@ def fetch(opts: ModelOptions, progress=None) -> ModelOptions:
     progress(bytes done, bytes in all) is called from download threads (engine/hub.py)."""
     from engine import hub
 
-    if opts.path is None:
+    if opts.path is None or opts.remote is not None:
         return opts
     return msgspec.structs.replace(opts, path=str(hub.resolve(opts.path, progress)))
 
@@ -73,7 +79,8 @@ def memory_config(opts: MemoryOptions):
     if not opts.enabled:
         return None
     return MemoryConfig(weight=opts.weight, half_length=opts.half_length, min_length=opts.min_length,
-                        count_prior=opts.count_prior, right=opts.right)
+                        count_prior=opts.count_prior, right=opts.right, corpus_weight=opts.corpus_weight,
+                        corpus_half_length=opts.corpus_half_length, corpus_min_length=opts.corpus_min_length)
 
 
 def make_filler(model, sampler, cancel: Callable[[], bool] | None = None, memory=None) -> infill.Filler:

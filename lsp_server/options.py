@@ -23,6 +23,14 @@ Probability = Annotated[float, Meta(gt=0, le=1)]
 # "at `$.completion.maxTokens`" or "at `$.languages[...]`" in msgspec's ValidationError messages
 _PATH = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[\.\.\.\])?`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+# a team server (lsp_server/remote.py): http(s), a host and maybe a port and a path; no credentials in it
+_HOST = r"([A-Za-z0-9._~\-]+|\[[0-9A-Fa-f:.]+\])(:\d+)?"  # a name or an IPv4 or [IPv6] address, a port
+REMOTE_URL = rf"^https?://{_HOST}(/[^\s?#]*)?$"
+TOKEN = r"^[!-~]+$"  # visible ASCII: it goes into an HTTP header as it is
+# what a pattern's failure says instead of msgspec's "Expected `str` matching regex '...'"
+_EXPECTED = {REMOTE_URL: "expected an http:// or https:// URL such as http://gpu-box:8000",
+             TOKEN: "expected visible ASCII characters without spaces"}
+_SECRET = {"model.token"}  # never echoed back
 
 
 class _Options(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
@@ -36,6 +44,10 @@ class ModelOptions(_Options):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
     threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
     quantize: Literal["none", "int8"] = "none"  # int8: linear-layer weights in int8 (engine/quantize.py)
+    # a team server's URL: completions are denoised there (POST {remote}/v1/infill), the rest stays here;
+    # the options above are then the team server's business
+    remote: Annotated[str, Meta(pattern=REMOTE_URL)] | None = None
+    token: Annotated[str, Meta(pattern=TOKEN)] | None = None  # sent as `Authorization: Bearer <token>`
 
 
 # engine.SamplerConfig's defaults except `tokens_per_step` (tests check this). An editor waits on every
@@ -92,6 +104,10 @@ class MemoryOptions(_Options):
     min_length: Positive = 4
     count_prior: Annotated[float, Meta(ge=0)] = 0.2
     right: bool = True
+    # a checkpoint's shipped corpus index (engine/corpus_index.py) where the project has less to say; 0: off
+    corpus_weight: Annotated[float, Meta(ge=0, lt=1)] = 0.0
+    corpus_half_length: Annotated[float, Meta(gt=0)] = 16.0
+    corpus_min_length: Positive = 8
     workspace: bool = True  # also remember the workspace folders' source files of the served languages
     max_megabytes: Positive = 8
 
@@ -169,6 +185,16 @@ def _fall_back(data: dict, fallback: dict, error: str) -> str:
         return f"unknown unmask option {where!r} ignored"
     if keys[-1] not in default:  # unset in base (a sampler option): unset again
         parent.pop(keys[-1], None)
-        return f"invalid unmask option {where!r}: {error.split(' - at ')[0]}; using the default"
+        return f"invalid unmask option {where!r}: {explain(error)}; using the default"
     parent[keys[-1]] = copy.deepcopy(default[keys[-1]])
-    return f"invalid unmask option {where!r}: {error.split(' - at ')[0]}; using {default[keys[-1]]!r}"
+    using = "the default" if where in _SECRET else repr(default[keys[-1]])
+    return f"invalid unmask option {where!r}: {explain(error)}; using {using}"
+
+
+def explain(error: str) -> str:
+    """A ValidationError's message without its path, a pattern's failure in words."""
+    message = error.split(" - at ")[0]
+    for pattern, words in _EXPECTED.items():
+        if message == f"Expected `str` matching regex {pattern!r}":
+            return words
+    return message

@@ -28,12 +28,29 @@ class NoModel:
     """No model was loaded when the engine took the request (still loading, or the load failed)."""
 
 
-Unanswered = Superseded | Cancelled | NoModel  # no answer this time: nothing to cache
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """The team server gave no answer (down, timed out, a 5xx, still loading its model); asked again after a
+    backoff (remote.py). The message is one line for the user."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The team server answered no: 401/403 (the token) or another 4xx (a request it cannot take)."""
+
+    message: str
+
+
+Trouble = Unreachable | Refused  # a remote model's, reported in unmask/status and once per outage
+Unanswered = Superseded | Cancelled | NoModel | Unreachable | Refused  # no answer this time: nothing to cache
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    description: dict  # the status fields of the model (filler.describe)
+    description: dict  # the status fields of the model (filler.describe, RemoteModel.describe)
+    trouble: Trouble | None = None  # a remote model whose server did not answer yet: asked again later
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,10 @@ class ParsedDocuments:
         kept = self._kept.get(uri)
         return None if kept is None else self._parse(kept).text
 
+    def contents(self) -> list[DocumentText]:
+        """The newest state of every kept document, least recently changed first."""
+        return [k.content for k in self._kept.values()]
+
     def others(self, content: DocumentText, count: int) -> tuple[infill.Document, ...]:
         """Up to count other documents of content's language, most recently changed first."""
         newest_first = [k for u, k in reversed(self._kept.items()) if u != content.uri]

@@ -2,7 +2,8 @@
 
 Each job gets the model (None until one loads) and the engine thread's parse of the document, which it reads
 and never changes, and returns an infill.refactor.Refactor or Filled (edits against that text), or NoModel,
-or Cancelled once its cancel flag is set (polled between denoising steps).
+or Cancelled once its cancel flag is set (polled between denoising steps), or a team server's Unreachable or
+Refused.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from infill import refactor
 
 from . import filler
 from .options import Options
-from .outcomes import Cancelled, NoModel
+from .outcomes import Cancelled, NoModel, Trouble
 
 # The longest rewrite, in canvas tokens: beyond this a rewrite costs more than retyping the code. Models that
 # see fewer positions get half of theirs (lm.max_positions), the other half being context.
 REWRITE_MAX_TOKENS = 512
-Outcome = refactor.Refactor | refactor.Filled | Cancelled | NoModel
+Outcome = refactor.Refactor | refactor.Filled | Cancelled | NoModel | Trouble
 
 
 def _guarded(job: Callable[..., refactor.Refactor | refactor.Filled]) -> Callable[..., Outcome]:
     @functools.wraps(job)
     def run(model, doc: infill.Document, *args, cancel: threading.Event, **kwargs) -> Outcome:
         from engine import Cancelled as Stopped
+
+        from .remote import RemoteError
 
         if cancel.is_set():
             return Cancelled()
@@ -37,6 +40,8 @@ def _guarded(job: Callable[..., refactor.Refactor | refactor.Filled]) -> Callabl
             return job(model, doc, *args, cancel=cancel, **kwargs)
         except Stopped:
             return Cancelled()
+        except RemoteError as e:
+            return e.trouble
 
     return run
 

@@ -23,7 +23,7 @@ from . import __version__, actions, convert, framing, probe, strict, workspace
 from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
 from .documents import DocumentText, OpenDocument
 from .options import Options, merge, parse
-from .outcomes import LoadFailed, Unanswered
+from .outcomes import LoadFailed, Refused, Trouble, Unanswered
 from .progress import LoadProgress
 from .protocol import UnmaskProtocol
 from .scheduler import Scheduler
@@ -100,6 +100,7 @@ class UnmaskServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
         self.client_options = msgspec.to_builtins(options)  # invalid values already replaced
         changed, self.options = options.model != self.options.model, options
+        self.worker.memory_for(remote=options.model.remote is not None)
         self.cache.clear()
         self.generation += 1
         return changed
@@ -111,13 +112,17 @@ class UnmaskServer(LanguageServer):
 
     async def load_model(self) -> None:
         opts, previous = self.options.model, self.status.model
-        self.status.model = ModelState(
-            model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, quantize=opts.quantize,
-            state="loading",
-        )
+        if opts.remote is not None:
+            self.status.model = ModelState(remote=opts.remote, state="loading")
+        else:
+            self.status.model = ModelState(
+                model=opts.path or "embedded", device=opts.device, dtype=opts.dtype, quantize=opts.quantize,
+                state="loading",
+            )
         self.cache.clear()
         self.generation += 1
-        progress = LoadProgress(self, f"loading {opts.path or 'the embedded model'}")
+        name = opts.path or "the embedded model"
+        progress = LoadProgress(self, f"connecting to {opts.remote}" if opts.remote else f"loading {name}")
         loading = asyncio.wrap_future(self.worker.load(opts, progress.from_thread))
         window = self.client_capabilities.window
         if window is not None and window.work_done_progress:
@@ -125,7 +130,7 @@ class UnmaskServer(LanguageServer):
         outcome = await loading
         if isinstance(outcome, LoadFailed):
             # a Hub id that could not be fetched leaves the previous model loaded, and it keeps serving
-            kept, message = previous.state == "ready" and outcome.kept_previous, outcome.message
+            kept, message = previous.serving and outcome.kept_previous, outcome.message
             if self.options.model == opts:
                 failed = replace(self.status.model, state="failed")
                 self.status.model = replace(previous if kept else failed, error=message)
@@ -134,6 +139,22 @@ class UnmaskServer(LanguageServer):
             self.window_show_message(error)
         elif self.options.model == opts:  # else a newer load is queued behind this one
             self.status.model = ModelState(**outcome.description, state="ready")
+            if outcome.trouble is not None:
+                self.note_remote(outcome.trouble)
+
+    def note_remote(self, outcome, *, tell: bool = True) -> None:
+        """A team server's health from an outcome of the engine thread: unmask/status follows it, and the
+        user is told once when an outage begins (not per request) and, in the log, when it ends."""
+        if isinstance(outcome, Trouble):
+            if self.status.remote_failed(outcome) and tell:
+                refused = isinstance(outcome, Refused)
+                kind = types.MessageType.Error if refused else types.MessageType.Warning
+                then = "" if refused else "; completions resume when it answers"
+                self.window_show_message(types.ShowMessageParams(kind, f"unmask: {outcome.message}{then}"))
+        elif not isinstance(outcome, Unanswered) and self.status.model.troubled:
+            self.status.remote_answered(self.worker.model.describe())  # facts it may not have had before
+            back = f"unmask: team server {self.status.model.remote} answers again"
+            self.window_log_message(types.LogMessageParams(types.MessageType.Info, back))
 
     def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
         doc = self.docs.get(uri)
@@ -141,7 +162,7 @@ class UnmaskServer(LanguageServer):
             doc is None
             or not doc.parseable
             or not self.options.enabled(doc.language)
-            or self.status.model.state != "ready"
+            or not self.status.model.serving
         ):
             return None
         offset, text = doc.offset_at(position, self.encoding), doc.text
@@ -179,8 +200,9 @@ class UnmaskServer(LanguageServer):
             return self.status.track(job)
 
         result = await self.scheduler.run(uri, delay, ready, submit)
+        self.note_remote(result)
         if isinstance(result, Unanswered):
-            self.status.record("cancelled")
+            self.status.record("failed" if isinstance(result, Trouble) else "cancelled")
             return None
         if scope[1] == self.generation:  # else options or model changed while it ran
             self.cache.put(scope, *key, result, invoked)

@@ -1,15 +1,17 @@
-"""What `unmask/status` reports: the model's load state and recent request latencies."""
+"""What `unmask/status` reports: the model's load state (with a team server, whether it answers) and recent
+request latencies."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import msgspec
 
 from .options import Options
+from .outcomes import Trouble, Unreachable
 
 LATENCY_WINDOW = 200
 
@@ -22,8 +24,20 @@ class ModelState:
     dtype: str | None = None
     quantize: str | None = None  # "none" | "int8"
     threads: int | None = None  # torch CPU threads
-    state: str = "loading"  # "loading" | "ready" | "failed"
+    # "loading" | "ready" | "failed", or with a team server "unreachable" | "refused" (requests still go out)
+    state: str = "loading"
     error: str | None = None
+    remote: str | None = None  # the team server's URL (model.remote); None: the model runs here
+
+    @property
+    def serving(self) -> bool:
+        """Requests go to the engine thread: a team server's trouble is retried by the next request."""
+        return self.state == "ready" or self.troubled
+
+    @property
+    def troubled(self) -> bool:
+        """A team server did not answer the last request (or refused it)."""
+        return self.state in ("unreachable", "refused")
 
 
 class Status:
@@ -32,8 +46,21 @@ class Status:
         self.latencies: deque[float] = deque(
             maxlen=LATENCY_WINDOW
         )  # ms, answered requests, debounce excluded
-        self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty"
+        self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty", "failed" (remote)
         self._running = 0  # completion jobs submitted to the engine thread and not finished
+
+    def remote_failed(self, trouble: Trouble) -> bool:
+        """Note a team server's failure; True when an outage begins (or turns from one kind to the other),
+        the one time to tell the user."""
+        if not self.model.serving or self.model.remote is None:  # a load began meanwhile: its outcome decides
+            return False
+        state = "unreachable" if isinstance(trouble, Unreachable) else "refused"
+        began, self.model = self.model.state != state, replace(self.model, state=state, error=trouble.message)
+        return began
+
+    def remote_answered(self, description: dict) -> None:
+        """The end of an outage (description: the team server's model's fields, RemoteModel.describe)."""
+        self.model = ModelState(**description, state="ready")
 
     def record(self, outcome: str, ms: float | None = None) -> None:
         self.requests[outcome] += 1
@@ -58,8 +85,14 @@ class Status:
             "latencies_ms": percentiles(self.latencies),
             "requests": dict(self.requests),
             "running": self._running,
-            "options": msgspec.to_builtins(options),
+            "options": redacted(msgspec.to_builtins(options)),
         }
+
+
+def redacted(options: dict) -> dict:
+    if options["model"].get("token") is not None:
+        options["model"]["token"] = "(set)"
+    return options
 
 
 def percentiles(values) -> dict:

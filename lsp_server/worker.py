@@ -3,7 +3,8 @@
 Jobs run one at a time in submission order. Every job that reads a document carries the state of its text
 it was made for (documents.DocumentText, owned by the event loop); the parses kept here are derived from
 those states (parsed.py), so a failed job can cost a re-parse but never leave the engine with other text.
-A completion's cancel flag is polled between denoising steps (engine.Cancelled).
+A completion's cancel flag is polled between denoising steps (engine.Cancelled), or while a team server works
+(remote.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .documents import DocumentText
 from .options import ModelOptions, Options
 from .outcomes import Cancelled, Loaded, LoadFailed, NoModel, NoSuggestion
 from .parsed import ParsedDocuments
+from .remote_memory import RemoteMemory
 
 log = logging.getLogger(__name__)
 MAX_OTHERS = 8  # other open documents of the same language offered as context, most recently edited first
@@ -31,7 +33,10 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-engine")
         self.model = None
         self._docs = ParsedDocuments()  # engine thread only
-        self._memory = None  # engine.RepositoryMemory, engine thread only (created there: it imports torch)
+        # engine.RepositoryMemory, or for a team server the texts to send (RemoteMemory); engine thread only
+        # (created there: the engine's imports torch)
+        self._memory = None
+        self._remote = False  # which of the two documents and workspace files go to
         self._indexed: set[Path] = set()  # folders whose files were read (scan threads)
         self._indexed_lock = threading.Lock()
         self.memory_report: dict = {"sources": 0, "bytes": 0, "max_bytes": 0, "update_ms": None}
@@ -51,6 +56,11 @@ class Worker:
         if not kept)."""
         return self._pool.submit(self._docs.text, uri)
 
+    def memory_for(self, remote: bool) -> None:
+        """From now on keep the texts for a local model (False) or a team server (True): set before the
+        documents come, with the options, so that nothing is remembered in the wrong kind of memory."""
+        self._submit_logged(self._memory_for, remote)
+
     def load(self, opts: ModelOptions, progress=None) -> Future:
         """Future of Loaded or LoadFailed; progress(done, total) in bytes while a Hugging Face id downloads,
         from download threads."""
@@ -59,7 +69,8 @@ class Worker:
     def complete(
         self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ) -> Future:
-        """Future of a Suggestion, NoSuggestion, Cancelled or NoModel for offset in this state of the text."""
+        """Future of a Suggestion, NoSuggestion, Cancelled, NoModel, or with a team server Unreachable or
+        Refused, for offset in this state of the text."""
         return self._pool.submit(self._complete, content, offset, options, invoked, cancel)
 
     def run(self, job: Callable, content: DocumentText, *args, **kwargs) -> Future:
@@ -96,11 +107,21 @@ class Worker:
         self._pool.submit(fn, *args).add_done_callback(_log_failure)
 
     def _memory_here(self):
-        if self._memory is None:
+        if self._memory is None and self._remote:
+            self._memory = RemoteMemory()
+        elif self._memory is None:
             from engine import RepositoryMemory
 
             self._memory = RepositoryMemory()
         return self._memory
+
+    def _memory_for(self, remote: bool) -> None:
+        if remote == self._remote:
+            return
+        # a switch at run time keeps the open documents; workspace files read before are not read again
+        self._remote, self._memory = remote, None
+        for content in self._docs.contents():
+            self._remember(content.uri, content.text)
 
     def _remember(self, key: str, text: str | None) -> None:
         self._memory_here()
@@ -134,6 +155,8 @@ class Worker:
         self._docs.close(uri)
 
     def _load(self, opts: ModelOptions, progress=None) -> Loaded | LoadFailed:
+        if opts.remote is not None:
+            return self._load_remote(opts)
         from torch.cuda import OutOfMemoryError
 
         from engine import CheckpointError, DeviceUnavailable
@@ -142,21 +165,44 @@ class Worker:
             opts = filler.fetch(opts, progress)
         except CheckpointError as e:  # a Hub id that cannot be fetched leaves the old model in place
             return LoadFailed(str(e), kept_previous=self.model is not None)
-        self.model = None  # free the old weights before loading the new ones
+        self._drop_model()  # free the old weights before loading the new ones
         try:
             self.model = filler.load(opts)
         except (CheckpointError, DeviceUnavailable) as e:  # the folder, its size, or the device named
             return LoadFailed(str(e), kept_previous=False)
         except OutOfMemoryError:  # engine.fit let it through, but the device ran out while loading
             return LoadFailed(f"{opts.path or 'the embedded model'}: out of memory on {opts.device}", False)
+        self._memory_for(False)
         self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
         return Loaded(filler.describe(self.model))
+
+    def _drop_model(self) -> None:
+        from .remote import RemoteModel
+
+        if isinstance(self.model, RemoteModel):
+            self.model.close()
+        self.model = None
+
+    def _load_remote(self, opts: ModelOptions) -> Loaded:
+        """A team server is loaded whether or not it answers now: a server that is down is asked again."""
+        from .remote import RemoteError
+
+        self._drop_model()
+        self._memory_for(True)
+        self.model = filler.load(opts, self._memory_here())
+        try:
+            self.model.facts()
+        except RemoteError as e:
+            return Loaded(self.model.describe(), e.trouble)
+        return Loaded(self.model.describe())
 
     def _complete(
         self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ):
         from engine import Cancelled as Stopped
+
+        from .remote import RemoteError
 
         if cancel.is_set():
             return Cancelled()
@@ -176,6 +222,8 @@ class Worker:
             )
         except Stopped:
             return Cancelled()
+        except RemoteError as e:
+            return e.trouble
         if c is None:
             return NoSuggestion()
         start, end = min(c.start, offset), max(c.end, offset)

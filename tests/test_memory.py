@@ -134,3 +134,36 @@ def test_healed_completions_do_not_repeat_the_typed_space(lm):
     result = lm.infill("def plus(a, b):\n    return ", "\n", canvas=20, single_line=True,
                        memory=MemoryConfig(weight=0.99))
     assert result.text == "a + b"
+
+
+def test_the_corpus_index_votes_where_the_project_has_nothing(lm):
+    from engine.corpus_index import CorpusIndex
+
+    prefix = "def volume(rect, depth):\n    return rect.width * "
+    lm.corpus = CorpusIndex(PROJECT.encode())
+    cfg = MemoryConfig(corpus_weight=0.9, corpus_min_length=4)
+    prior = lm.memory_prior(prefix, "\n", cfg)
+    canvas = torch.full((4,), lm.special.mask, device=lm.device)
+    masked = torch.ones(4, dtype=torch.bool, device=lm.device)
+    out = prior(torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device), canvas, masked)
+    assert int(out[0].argmax()) == lm.tokenizer.encode("rect.height")[0]
+    # off: corpus_weight 0 leaves the logits as they are
+    off = lm.memory_prior(prefix, "\n", MemoryConfig(corpus_weight=0.0))
+    logits = torch.randn(4, lm.tokenizer.vocab_size, device=lm.device)
+    assert torch.equal(off(logits, canvas, masked), logits)
+
+
+def test_a_strong_project_match_leaves_the_corpus_little_weight(lm):
+    from engine.corpus_index import CorpusIndex
+
+    prefix = "def volume(rect, depth):\n    return rect.width * "
+    lm.corpus = CorpusIndex(b"def volume(rect, depth):\n    return rect.width * depth\n")
+    lm.memory.update("project", PROJECT + "\ndef volume(rect, depth):\n    return rect.width * rect.height\n")
+    cfg = MemoryConfig(weight=0.97, corpus_weight=0.9, corpus_min_length=4)
+    prior = lm.memory_prior(prefix, "\n", cfg)
+    canvas = torch.full((4,), lm.special.mask, device=lm.device)
+    masked = torch.ones(4, dtype=torch.bool, device=lm.device)
+    out = prior(torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device), canvas, masked).softmax(-1)
+    project, corpus = lm.tokenizer.encode("rect.height")[0], lm.tokenizer.encode(" depth")[0]
+    assert project != corpus
+    assert out[0, project] > 10 * out[0, corpus] > 0

@@ -1,4 +1,4 @@
-"""python -m engine.training {prepare,train,export}: train the embedded model (see MODEL_CARD.md)."""
+"""python -m engine.training {prepare,train,export,index}: train the embedded model (see MODEL_CARD.md)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--force", action="store_true", help="ship even if validation is not better")
     ex.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md and loss.png")
     ex.set_defaults(func=cmd_export)
+
+    ix = sub.add_parser("index", help="write the corpus index the model ships (memory.txt.xz: a sample of "
+                                      "the train split, engine/training/index.py)")
+    ix.add_argument("--data", type=Path, default=DATA)
+    ix.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    ix.set_defaults(func=cmd_index)
     return p
 
 
@@ -118,6 +124,13 @@ def cmd_train(args) -> int:
         print(exc, file=sys.stderr)
         return 2
     print(json.dumps(dataclasses.asdict(state)))
+    return 0
+
+
+def cmd_index(args) -> int:
+    from engine.training import index
+
+    print(json.dumps(index.write(args.data, args.out), indent=2))
     return 0
 
 
