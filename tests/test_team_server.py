@@ -480,3 +480,41 @@ def test_a_port_in_use_is_one_line(cli):
         busy.listen()
         code, err = cli("--port", str(busy.getsockname()[1]))
     assert code == 1 and err.count("\n") == 1 and err.startswith("unmask: cannot listen on 127.0.0.1:")
+
+
+# ---- the language server over --remote, against this real team server
+
+
+def test_the_language_server_over_remote_completes_from_the_team_server(server):
+    """`python -m lsp_server --remote URL --token T` (pytest-lsp): an inline completion is answered, and by
+    the team server (its completed count moves)."""
+    import asyncio
+
+    from lsprotocol import types
+    from pytest_lsp import ClientServerConfig, client_capabilities
+
+    from tests.test_lsp_server import ENV, PY, RETURN, inline, open_doc, wait_for
+
+    async def run():
+        url = f"http://127.0.0.1:{server.port}"
+        command = [sys.executable, "-m", "lsp_server", "--remote", url, "--token", TOKEN]
+        client = await ClientServerConfig(server_command=command, server_env=ENV).start()
+        try:
+            caps = client_capabilities("visual-studio-code")
+            caps.text_document.inline_completion = types.InlineCompletionClientCapabilities()
+            options = {"completion": {"maxTokens": 8, "debounceMs": 0, "items": None},
+                       "memory": {"workspace": False}}
+            await client.initialize_session(types.InitializeParams(capabilities=caps,
+                                                                   initialization_options=options))
+            await wait_for(client, lambda s: s["state"] == "ready")
+            before = server.status()["completed"]
+            uri = open_doc(client, "team_remote.py", PY)
+            result = await inline(client, uri, RETURN)
+            await client.shutdown_session()
+            return result, before
+        finally:
+            await client.stop()
+
+    result, before = asyncio.run(run())
+    assert server.status()["completed"] > before
+    assert result is not None and all(isinstance(item.insert_text, str) for item in result.items)
