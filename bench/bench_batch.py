@@ -109,6 +109,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint folder (default: the embedded model)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    p.add_argument("--dtype", default="float32", help="float32 (answers compared exactly), bfloat16, auto")
     p.add_argument("--requests", type=int, default=96, help="distinct requests (submitters cycle them)")
     p.add_argument("--seconds", type=float, default=20.0, help="measured time per configuration")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured time first (the batch fills)")
@@ -121,12 +123,12 @@ def main() -> None:
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = engine.load_model(args.model, dtype="float32")
+    model = engine.load_model(args.model, device=args.device, dtype=args.dtype)
     requests = make_requests(model, args.requests, args.prefix_tokens, args.suffix_lines, args.canvas,
                              args.seed)
     tokens = statistics.mean(model.count_tokens(r.prefix) for r in requests)
     print(f"{len(requests)} requests, prefix {tokens:.0f} tokens on average, canvas {args.canvas}, "
-          f"{args.threads} torch thread(s)\n")
+          f"{args.device}, {args.dtype}, {args.threads} torch thread(s)\n")
     print("| clients | max_batch | answered | completions/s | per model-thread CPU s | p50 ms | p95 ms "
           "| mean rows/forward | forwards | agrees |")
     print("|---|---|---|---|---|---|---|---|---|---|")

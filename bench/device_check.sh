@@ -5,6 +5,8 @@
 #   1. the engine tests on the device (pytest --device cuda)
 #   2. bench/bench_device.py: a random-weight model at the Dream-7B shape in bf16, diffusion (1/4/8/16 tokens
 #      per forward, cache on and off) against autoregressive decoding with a KV cache
+#   2a. bench/bench_batch.py: the engine's batching (engine/batch.py) with the embedded model, 1 and 16
+#      concurrent submitters, max_batch 16 against 1 (STEPS name: batch)
 #   2b. bench/bench_gemma.py: DiffusionGemma at the 26B-A4B shape, random bf16 weights: tokens/s per
 #      256-token canvas at 16, 32 and 48 steps, next to the published figures (STEPS name: gemma)
 #   3. engine/training/device_run.sh with the time left (the embedded model, continued; it comes back in
@@ -21,7 +23,7 @@ set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:?set OUT to the folder that comes back}
 BUDGET=${BUDGET:-570}
-STEPS=" ${STEPS:-tests bench gemma train} "
+STEPS=" ${STEPS:-tests bench batch gemma train} "
 THREADS=${THREADS:-1}  # CPU threads with DEVICE=cpu
 export DEVICE OUT
 ENGINE_TESTS="tests/test_generate.py tests/test_load.py tests/test_sample.py tests/test_memory.py
@@ -81,6 +83,13 @@ fi
 if [[ $STEPS == *" bench "* ]]; then
   step bench 180 "$PY" -m bench.bench_device "${SHAPE[@]}" --out "$OUT/bench_device.json"
   sed -n '/^| context/,/^$/p' "$LOG" | grep '^|' >>"$SUMMARY"
+fi
+
+# --- 2a. batching several requests per forward (issue 13's target: 2x completions/s at 16 clients)
+if [[ $STEPS == *" batch "* ]]; then
+  step batch 90 "$PY" -m bench.bench_batch --device "$DEVICE" --clients 1 16 --seconds 10 --warmup 2 \
+    --threads "$THREADS"
+  grep -E '^\| (1|16) \||^16 clients' "$LOG" >>"$SUMMARY"
 fi
 
 # --- 2b. DiffusionGemma at the 26B-A4B shape (a scaled-down shape on CPU)
