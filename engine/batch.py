@@ -185,11 +185,12 @@ class Batcher:
             raise ValueError(f"Batcher.submit takes an InfillRequest, got {type(request).__name__}")
         t0 = time.perf_counter()
         # the request's own texts, never the model's memory (another user's); with none, only the
-        # checkpoint's corpus index votes, if it has one
+        # checkpoint's corpus index votes, if it has one and it is weighted
         own = RepositoryMemory()
         for name, text in request.extra if request.memory is not None else ():
             own.update(name, text)
-        index = own.index if own or self.model.corpus is not None else None
+        weighted = request.memory is not None and request.memory.corpus_weight > 0
+        index = own.index if own or (self.model.corpus is not None and weighted) else None
         job = self.model.prepare(
             request.prefix, request.suffix, canvas=request.canvas, max_canvas=request.max_canvas,
             sampler=request.sampler, seed=request.seed, single_line=request.single_line,

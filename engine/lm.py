@@ -194,7 +194,10 @@ class DiffusionLM:
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
         newline = self.tokenizer.newline_ids if single_line else frozenset()
-        use = memory is not None and (index is not None or self.corpus is not None)
+        # a shipped corpus index alone builds a prior only when it is weighted: otherwise every step would
+        # search an empty memory
+        corpus = self.corpus is not None and memory is not None and memory.corpus_weight > 0
+        use = memory is not None and (index is not None or corpus)
         prior = self.memory_prior(prefix, suffix, memory, healed, index=index) if use else None
         return InfillJob(before, after, n, max_canvas, grows, sampler or SamplerConfig(), generator, newline,
                          self.special.stops | newline, prior, healed, single_line)
