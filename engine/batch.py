@@ -33,6 +33,7 @@ from engine.generate import Denoising, middle_of, shifted_rows, window_start
 from engine.kv_cache import SlotCache
 from engine.lm import DEFAULT_REFRESH, DiffusionLM, InfillJob, InfillResult, InfillStats, check_count
 from engine.memory import MemoryConfig, RepositoryMemory
+from engine.quantize import rows_apart
 from engine.sample import SamplerConfig
 
 PADDING = 1.1  # a full forward's padded tokens at most this many times its real ones (engine.batch.by_length)
@@ -373,12 +374,14 @@ class Batcher:
         mask = real if padded else None  # rows of one length: exactly the unbatched forward
         self._counted(rows)
         if self._slots is None:
-            out = self.model.model(ids, 0, None, rows=reads, mask=mask)
+            with rows_apart():
+                out = self.model.model(ids, 0, None, rows=reads, mask=mask)
         else:
             positions = torch.arange(width, device=device).expand(len(rows), width).clone()
             positions[~real] = self._slots.scratch
             view = self._slots.fill(torch.tensor([r.slot for r in rows], device=device))
-            out = self.model.model(ids, positions, view, rows=reads, mask=mask)
+            with rows_apart():
+                out = self.model.model(ids, positions, view, rows=reads, mask=mask)
         return {row: out[b, : row.job.canvas].float() for b, row in enumerate(rows)}
 
     def _windows(self, rows: list[_Row]) -> dict[_Row, Tensor]:
@@ -402,7 +405,8 @@ class Batcher:
                               for s in range(n)], device)
         mask = real if any(r.length != keys for r in self._rows) else None
         self._counted(rows)
-        out = self.model.model(ids, positions, self._slots.window(n, keys), rows=reads, mask=mask)
+        with rows_apart():
+            out = self.model.model(ids, positions, self._slots.window(n, keys), rows=reads, mask=mask)
         return {row: out[row.slot, : row.job.canvas].float() for row in rows}
 
     def _leave(self, row: _Row, error: BaseException | None = None) -> None:

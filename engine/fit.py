@@ -46,6 +46,18 @@ def parameters(cfg: ModelConfig) -> tuple[int, int, int]:
     return linear, rows, other
 
 
+def parameter_count(folder: Path) -> int:
+    """The checkpoint's weights, from its config.json alone (0 when a field is missing: the loader names
+    it)."""
+    config = read_config(folder)
+    try:
+        cfg = family_for(config).config(config)
+    except KeyError:
+        return 0
+    linear, _, other = parameters(cfg)
+    return linear + other
+
+
 def need(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None = None, positions: int = 0) -> Need:
     size = dtype.itemsize
     linear, rows, other = parameters(cfg)

@@ -20,7 +20,7 @@ from engine.generate import CanvasLogits, denoise, middle_of
 from engine.load import load_transformer, parse_dtype, read_config
 from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, TextIndex, recall
 from engine.model import Transformer
-from engine.quantize import parse_quantize
+from engine.quantize import auto_quantize, parse_quantize
 from engine.sample import SamplerConfig
 from engine.tokenizer import Tokenizer
 
@@ -281,7 +281,8 @@ def load_model(
     """Load a checkpoint folder, a Hugging Face id `org/name[@revision]` (downloaded into the Hub's cache
     first; engine/hub.py), or the embedded default model when path is None. Refuses, before loading, a model
     that cannot fit on the device (engine/fit.py).
-    quantize: None (or "none"), or "int8" for int8 linear-layer weights (engine/quantize.py)."""
+    quantize: None (or "none"), "int8" for int8 linear-layer weights, or "auto": int8 on a CPU without
+    native bf16 for models up to a billion weights, else none (engine/quantize.py)."""
     quantize = parse_quantize(quantize)
     check_device(device)
     folder = hub.resolve(path, progress) if path is not None else DEFAULT_MODEL
@@ -290,7 +291,11 @@ def load_model(
     from engine.gemma import is_diffusion_gemma, load_gemma  # here: engine.gemma imports this module
 
     if is_diffusion_gemma(config):  # its own network, cache and decoding (engine/gemma/)
+        # "auto" leaves it in full precision: its size is far past AUTO_INT8_MAX_PARAMS
+        quantize = None if quantize == "auto" else quantize
         return load_gemma(folder, config, device, parse_dtype(dtype, device), quantize, name)
+    if quantize == "auto":
+        quantize = auto_quantize(device, parse_dtype(dtype, device), fit.parameter_count(folder))
     fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
     model, family, config = load_transformer(folder, device, dtype, quantize)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)

@@ -335,23 +335,35 @@ class MemoryPrior:
         return out
 
     def mix(self, logits: Tensor, votes: dict[int, list[tuple[float, Counter]]]) -> Tensor:
+        # row p: (1 - scale * total) * softmax(logits[p]) + sum_k scale * w_k * counts_k / |counts_k|
+        # (all rows in one softmax and one scatter)
         out, v = logits.clone(), logits.shape[-1]
+        rows, keep, at, tokens, values = [], [], [], [], []
         for p, pv in votes.items():
             total = sum(w for w, _ in pv)
             if total == 0:
                 continue
             scale = min(1.0, self.cfg.weight / total)
-            probs = torch.softmax(logits[p].float(), -1)
-            mix = probs * (1.0 - scale * total)
+            kept = 1.0 - scale * total
             for w, counts in pv:
-                dist = torch.zeros(v, device=mix.device)
-                tokens = [t for t in counts if t < v]
-                if not tokens:  # ids past the model's vocabulary (a tokenizer larger than the head)
-                    mix += scale * w * probs
+                known = [t for t in counts if t < v]
+                if not known:  # ids past the model's vocabulary (a tokenizer larger than the head)
+                    kept += scale * w
                     continue
-                dist[tokens] = torch.tensor([float(counts[t]) for t in tokens], device=mix.device)
-                mix += scale * w * dist / dist.sum()
-            out[p] = torch.log(mix.clamp_min(1e-30)).to(out.dtype)
+                norm = scale * w / sum(counts[t] for t in known)
+                at += [len(rows)] * len(known)
+                tokens += known
+                values += [counts[t] * norm for t in known]
+            rows.append(p)
+            keep.append(kept)
+        if not rows:
+            return out
+        index = torch.tensor(rows, device=logits.device)
+        mix = torch.softmax(logits[index].float(), -1) * torch.tensor(keep, device=logits.device)[:, None]
+        mix.index_put_((torch.tensor(at, dtype=torch.long, device=mix.device),
+                        torch.tensor(tokens, dtype=torch.long, device=mix.device)),
+                       torch.tensor(values, device=mix.device), accumulate=True)
+        out[index] = torch.log(mix.clamp_min(1e-30)).to(out.dtype)
         return out
 
     def vote(

@@ -17,6 +17,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # the same, in one kernel
         # fp32 statistics, cast back before the weight (Qwen2 and LLaDA agree on this order)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -36,6 +38,10 @@ def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor,
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     # x: [B, H, T, D]; half-split rotation (HF rotate_half), computed in fp32
+    if x.dtype == torch.float32 and not torch.is_grad_enabled():
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos[..., : x1.shape[-1]] - x2 * sin[..., : x1.shape[-1]],
+                          x2 * cos[..., x1.shape[-1] :] + x1 * sin[..., x1.shape[-1] :]], dim=-1)
     h = x.float()
     x1, x2 = h.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)

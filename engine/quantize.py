@@ -1,17 +1,26 @@
-"""Weight-only int8 for the linear layers: int8 weights with one symmetric scale per output channel.
+"""int8 for the linear layers: int8 weights with one symmetric scale per output channel.
 
 The transformer blocks' linear layers (fused qkv, attention output, gate/up/down) and an untied output head
 become Int8Linear. The embedding stays in the compute dtype: its lookups read a few rows, and a tied head
-shares it, so both stay unquantized in tied checkpoints. Activations keep the compute dtype throughout.
+shares it, so both stay unquantized in tied checkpoints. Activations keep the compute dtype between layers.
+With fp32 activations on a CPU that has fbgemm (x86), each layer also quantizes its input per call (dynamic
+quantization, uint8 with one scale per call) and multiplies int8 by int8: on a CPU without native bf16 that
+halved a forward of the embedded model against fp32 (bench/bench_quantize.py), where converting int8 weights
+back to fp32 gained nothing. Everywhere else only the weights are int8.
 """
 
 from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "auto")
 # On a CPU with bf16 activations torch's fused int8 kernel beats dequantize-then-matmul only for a few rows
 # (bench/bench_quantize.py, "one linear layer")
 PACK_ROWS = 8
@@ -19,15 +28,46 @@ PACK_ROWS = 8
 # whole converted weight is a fresh allocation every call (page faults), measured 2-9x slower in all
 DEQUANT_BYTES = 4 << 20
 CHUNK_ELEMENTS = 1 << 22  # weights quantized at a time: bounds the temporaries (16 MB each) while loading
+# int8 x int8 products for fp32 activations on the CPU (x86); torch.backends.quantized lists the engines
+FBGEMM = "fbgemm" in torch.backends.quantized.supported_engines
+# "auto" chooses int8 only for models up to this size: the embedded model lost nothing measurable with int8
+# activations, but larger transformers grow outlier activation channels (Dettmers et al. 2022, LLM.int8())
+# that one scale per call rounds away
+AUTO_INT8_MAX_PARAMS = 10**9
+
+
+_apart = threading.local()
+
+
+@contextmanager
+def rows_apart() -> Iterator[None]:
+    """Forwards inside keep each row's activations in the compute dtype (int8 weights only): int8
+    activations share one scale per call, so a row of a batch would change another's answer. The batcher
+    (engine/batch.py) runs under it; per thread."""
+    before = getattr(_apart, "on", False)
+    _apart.on = True
+    try:
+        yield
+    finally:
+        _apart.on = before
 
 
 def parse_quantize(value: str | None) -> str | None:
-    """None or "int8"; "none" is None. Anything else is a one-line error naming the field."""
+    """None, "int8" or "auto" (see auto_quantize); "none" is None. Anything else is a one-line error naming
+    the field."""
     if value is None or value == "none":
         return None
     if value not in QUANTIZE:
         raise ValueError(f"quantize {value!r} is not one of {', '.join(QUANTIZE)}")
     return value
+
+
+def auto_quantize(device: str, dtype: torch.dtype, parameters: int) -> str | None:
+    """What quantize="auto" means for a model of `parameters` weights run in `dtype` on `device`: int8 where
+    the CPU would otherwise multiply in fp32 (no native bf16) and fbgemm multiplies int8 by int8, for models
+    up to AUTO_INT8_MAX_PARAMS; full precision everywhere else."""
+    small = parameters <= AUTO_INT8_MAX_PARAMS
+    return "int8" if device == "cpu" and dtype == torch.float32 and FBGEMM and small else None
 
 
 def quantize_tensor(w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -74,11 +114,16 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.empty(out_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self._packed: tuple[Tensor, object] | None = None  # (the weight it was packed from, fbgemm's packing)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type != "cpu":
             return dequantized_linear(x, self.weight, self.scale, self.bias)
         flat = x.reshape(-1, self.in_features)
+        if x.dtype == torch.float32 and FBGEMM and not getattr(_apart, "on", False):
+            # reduce_range: 7-bit activations, so that AVX2's 16-bit pair sums cannot saturate
+            y = torch.ops.quantized.linear_dynamic(flat, self.packed(), True)
+            return y.view(*x.shape[:-1], self.out_features)
         if x.dtype == torch.bfloat16 and flat.shape[0] <= PACK_ROWS:
             y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scale)
         else:
@@ -86,6 +131,19 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y += self.bias
         return y.view(*x.shape[:-1], self.out_features)
+
+    def packed(self) -> object:
+        """fbgemm's packing of the weight (and fp32 bias), made on first use and again if the weight is
+        replaced (load_weights fills a meta-built layer after construction)."""
+        if self._packed is None or self._packed[0] is not self.weight:
+            zero = torch.zeros(self.out_features, dtype=torch.long)
+            # torch flags its quantized tensors as deprecated; fbgemm still takes them
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w = torch._make_per_channel_quantized_tensor(self.weight, self.scale.double(), zero, 0)
+                bias = None if self.bias is None else self.bias.detach().float()
+                self._packed = (self.weight, torch.ops.quantized.linear_prepack(w, bias))
+        return self._packed[1]
 
     def extra_repr(self) -> str:
         bias = self.bias is not None

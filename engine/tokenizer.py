@@ -38,6 +38,9 @@ def _token_text(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
+ENCODE_CACHE = 1 << 16  # texts (of at most a line each: a few MB)
+
+
 def _first_id(value) -> int | None:
     if isinstance(value, list):
         return value[0] if value else None
@@ -58,6 +61,7 @@ class Tokenizer:
             **_read_json(folder / "tokenizer_config.json"),
         }
         self.special = self._resolve(config, side, mask_names, folder)
+        self._encoded: dict[str, list[int]] = {}  # encode_batch's answers
 
     def _named(self, side: dict, key: str) -> int | None:
         text = _token_text(side.get(key))
@@ -101,8 +105,18 @@ class Tokenizer:
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        # one call per text: for the few short texts the memory sends, the library's parallel batch costs more
-        return [self.hf.encode(t, add_special_tokens=False).ids for t in texts]
+        """Each text's ids (lists the caller must not change). The memory asks for the same continuations
+        of the same code again and again, so answers are kept, up to ENCODE_CACHE texts."""
+        out = []
+        for t in texts:
+            ids = self._encoded.get(t)
+            if ids is None:
+                if len(self._encoded) >= ENCODE_CACHE:
+                    self._encoded.clear()
+                # one call per text: for the memory's few short texts a parallel batch costs more
+                ids = self._encoded[t] = self.hf.encode(t, add_special_tokens=False).ids
+            out.append(ids)
+        return out
 
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids, skip_special_tokens=False)

@@ -43,7 +43,9 @@ class ModelOptions(_Options):
     device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
     threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
-    quantize: Literal["none", "int8"] = "none"  # int8: linear-layer weights in int8 (engine/quantize.py)
+    # int8: linear layers in int8; auto: int8 on a CPU without native bf16, for small models
+    # (engine/quantize.py)
+    quantize: Literal["none", "int8", "auto"] = "auto"
     # a team server's URL: completions are denoised there (POST {remote}/v1/infill), the rest stays here;
     # the options above are then the team server's business
     remote: Annotated[str, Meta(pattern=REMOTE_URL)] | None = None

@@ -110,3 +110,12 @@ def test_latency_percentiles():
     for ms in range(1, 101):
         latency.add(float(ms))
     assert latency.summary() == {"p50": 50.0, "p95": 95.0, "count": 100}
+
+
+def test_auto_quantize_serves_full_precision_and_int8_stays_int8():
+    from lsp_server.options import ModelOptions
+    from lsp_server.team.app import served_model
+
+    assert served_model(ModelOptions()).quantize == "none"  # the default, "auto"
+    assert served_model(ModelOptions(quantize="int8")).quantize == "int8"
+    assert served_model(ModelOptions(quantize="none", dtype="float32")).dtype == "float32"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 from fastapi import FastAPI
 from ray import serve
 from starlette.requests import Request
@@ -25,6 +26,12 @@ from ..options import ModelOptions
 from . import http, llama, mistral, native, openai
 from .job import Answer, Job, Limits, Outcome, Refused
 from .latency import Latency
+
+
+def served_model(opts: ModelOptions) -> ModelOptions:
+    """quantize "auto" is "none" here: batched rows keep their activations apart (engine.quantize.rows_apart),
+    so on a CPU int8 would be weights only, which is no faster than fp32 there."""
+    return msgspec.structs.replace(opts, quantize="none") if opts.quantize == "auto" else opts
 
 # The native API's largest canvas: infill's largest span (a block, 128 tokens) with room to spare; the
 # model's positions less filler.MIN_CONTEXT of context bound it further.
@@ -65,7 +72,7 @@ class TeamServer:
         from engine.batch import Batcher
 
         try:
-            model = filler.load(self.config.model)
+            model = filler.load(served_model(self.config.model))
             batcher = Batcher(model, max_batch=self.config.max_batch)
         except Exception as e:  # a checkpoint or device the user got wrong: status and every route say so
             self.state, self.error = "failed", f"{type(e).__name__}: {e}" if not str(e) else str(e)
