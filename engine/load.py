@@ -13,7 +13,14 @@ from engine.config import ModelConfig
 from engine.errors import CheckpointError
 from engine.families import Family, family_for, qwen2_weights
 from engine.model import Transformer
-from engine.quantize import Int8Linear, auto_quantize, int8_state, parse_quantize, quantize_int8
+from engine.quantize import (
+    Int8Linear,
+    auto_quantize,
+    int8_activations,
+    int8_state,
+    parse_quantize,
+    quantize_int8,
+)
 
 DTYPES = {
     "float32": torch.float32,
@@ -159,11 +166,11 @@ def load_transformer(
         raise CheckpointError(f"{folder / 'config.json'}: missing field {e.args[0]!r}") from None
     with torch.device("meta"):
         model = Transformer(cfg)
+    weights = sum(p.numel() for p in model.parameters())
     if quantize == "auto":
-        weights = sum(p.numel() for p in model.parameters())
         quantize = auto_quantize(str(device), parse_dtype(dtype, device), weights)
     if quantize == "int8":
-        quantize_int8(model)
+        quantize_int8(model, activations=int8_activations(weights))
     load_weights(model, folder, family, device, parse_dtype(dtype, device))
     return model.eval(), family, config
 

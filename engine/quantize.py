@@ -3,10 +3,11 @@
 The transformer blocks' linear layers (fused qkv, attention output, gate/up/down) and an untied output head
 become Int8Linear. The embedding stays in the compute dtype: its lookups read a few rows, and a tied head
 shares it, so both stay unquantized in tied checkpoints. Activations keep the compute dtype between layers.
-With fp32 activations on a CPU that has fbgemm (x86), each layer also quantizes its input per call (dynamic
-quantization, uint8 with one scale per call) and multiplies int8 by int8: on a CPU without native bf16 that
-halved a forward of the embedded model against fp32 (bench/bench_quantize.py), where converting int8 weights
-back to fp32 gained nothing. Everywhere else only the weights are int8.
+For models up to AUTO_INT8_MAX_PARAMS with fp32 activations on a CPU that has fbgemm (x86), each layer also
+quantizes its input per call (dynamic quantization, 7-bit uint8 with one scale per call) and multiplies int8
+by int8: on a CPU without native bf16 a forward of the embedded model ran 1.4-1.5x faster than fp32
+(bench/bench_quantize.py), where converting int8 weights back to fp32 gained nothing. Everywhere else only
+the weights are int8.
 """
 
 from __future__ import annotations
@@ -66,8 +67,16 @@ def auto_quantize(device: str, dtype: torch.dtype, parameters: int) -> str | Non
     """What quantize="auto" means for a model of `parameters` weights run in `dtype` on `device`: int8 where
     the CPU would otherwise multiply in fp32 (no native bf16) and fbgemm multiplies int8 by int8, for models
     up to AUTO_INT8_MAX_PARAMS; full precision everywhere else."""
-    small = parameters <= AUTO_INT8_MAX_PARAMS
+    small = int8_activations(parameters)
     return "int8" if device == "cpu" and dtype == torch.float32 and FBGEMM and small else None
+
+
+def int8_activations(parameters: int) -> bool:
+    """Whether a model of this many weights quantizes its fp32 activations as well: only up to
+    AUTO_INT8_MAX_PARAMS. On a random slice of the Dream-7B shape int8 activations cut top-1 agreement with
+    fp32 to 74% (int8 weights alone: 95%; bench/bench_quantize.py), so a large model keeps int8 for its
+    memory, weights only."""
+    return parameters <= AUTO_INT8_MAX_PARAMS
 
 
 def quantize_tensor(w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -108,9 +117,10 @@ def chunked_linear(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
 
 
 class Int8Linear(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool):
+    def __init__(self, in_features: int, out_features: int, bias: bool, activations: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.activations = activations  # int8 activations where fbgemm runs fp32 inputs (module docstring)
         self.register_buffer("weight", torch.empty(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.empty(out_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
@@ -120,7 +130,7 @@ class Int8Linear(nn.Module):
         if x.device.type != "cpu":
             return dequantized_linear(x, self.weight, self.scale, self.bias)
         flat = x.reshape(-1, self.in_features)
-        if x.dtype == torch.float32 and FBGEMM and not getattr(_apart, "on", False):
+        if x.dtype == torch.float32 and FBGEMM and self.activations and not getattr(_apart, "on", False):
             # reduce_range: 7-bit activations, so that AVX2's 16-bit pair sums cannot saturate
             y = torch.ops.quantized.linear_dynamic(flat, self.packed(), True)
             return y.view(*x.shape[:-1], self.out_features)
@@ -156,14 +166,15 @@ def quantized_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not (tied and n == "head")]
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
+def quantize_int8(model: nn.Module, activations: bool = True) -> nn.Module:
     """Replace the linear layers in place, one at a time, so each full-precision weight is freed as it goes.
-    On a meta-device model (before loading) the new layers stay empty and load_weights fills them."""
+    On a meta-device model (before loading) the new layers stay empty and load_weights fills them.
+    activations: whether fp32 inputs are quantized too on the CPU (int8_activations)."""
     for name in quantized_names(model):
         parent, _, attr = name.rpartition(".")
         linear = model.get_submodule(name)
         with torch.device("meta"):
-            new = Int8Linear(linear.in_features, linear.out_features, linear.bias is not None)
+            new = Int8Linear(linear.in_features, linear.out_features, linear.bias is not None, activations)
         if not linear.weight.is_meta:
             new.weight, new.scale = quantize_tensor(linear.weight.detach(), linear.weight.dtype)
             new.bias = linear.bias

@@ -222,3 +222,12 @@ def test_rows_apart_keeps_a_batch_row_independent_of_the_others():
         assert not torch.equal(shared, alone)  # the other row moved this one's answer
         assert torch.equal(apart, apart_alone)
         assert not quantize._apart.on  # restored on leaving
+
+
+def test_large_models_keep_fp32_activations():
+    assert quantize.int8_activations(7 * 10**6) and not quantize.int8_activations(7 * 10**9)
+    model = quantize_int8(random_model(), activations=False)
+    layer = model.layers[0].mlp.down
+    x = torch.randn(5, layer.in_features)
+    weight = dequantize(layer.weight, layer.scale.float())
+    assert (layer(x) - nn.functional.linear(x, weight)).abs().max() <= 1e-4  # no rounding of x
