@@ -331,3 +331,17 @@ def test_card_reports_each_language_share_and_its_own_rows():
     assert "| go | off | 0.250 | - | 0.500 | - | 40 |" in text
     assert "Not measured yet" in language_section({"languages": mix}, [])
     assert "Python only" in language_section({}, rows)  # a corpus without other languages says so
+
+
+def test_card_tables_take_only_the_default_options():
+    from engine.training.card import ablation_table, server_humaneval
+
+    row = {"project": "p", "kind": "line", "cases": 3, "exact": 0.5, "similarity": 0.7, "options": "{}"}
+    experiment = {**row, "exact": 0.0, "options": '{"model": {"quantize": "none"}}'}
+    network = {**row, "exact": 0.25, "options": '{"memory": {"enabled": false}}'}
+    table = ablation_table([row, experiment, network], "project")
+    assert "| p | line | fused | 3 | 50.0% |" in table and "| 0.0% |" not in table
+    assert "| p | line | network | 3 | 25.0% |" in table
+    he = {"humaneval_single_line_pass@1": 0.06, "tasks": 300, "answered": 250, "cursor": "line-start"}
+    other = {**he, "humaneval_single_line_pass@1": 0.01, "options": '{"x": 1}'}
+    assert "6.0%" in server_humaneval([he, other])

@@ -77,11 +77,19 @@ def recipe_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_options(r: dict) -> bool:
+    """A row measured with the server's default options, the memory switched off at most (other options are
+    experiments, not the shipped system)."""
+    options = json.loads(r.get("options") or "{}")
+    memory = {k: v for k, v in options.pop("memory", {}).items() if k != "enabled"}
+    return not options and not memory
+
+
 def ablation_table(rows: list[dict], group: str) -> str:
     """bench/eval_memory.py or eval_server.py rows: exact match / similarity per source, kind and arm."""
     latest = {}
     for r in rows:  # the shipped model's latest measurement of each (group, kind, arm)
-        if r.get("model", "default") != "default":
+        if r.get("model", "default") != "default" or not default_options(r):
             continue
         memory_off = json.loads(r.get("options") or "{}").get("memory", {}).get("enabled", True) is False
         arm = r.get("arm") or ("network" if memory_off else "fused")
@@ -122,6 +130,7 @@ def language_section(corpus: dict, rows: list[dict]) -> str:
 
 
 def server_humaneval(rows: list[dict]) -> str:
+    rows = [r for r in rows if default_options(r)]
     if not rows:
         return ""
     r = rows[-1]
