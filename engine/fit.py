@@ -16,6 +16,7 @@ from engine.config import ModelConfig
 from engine.errors import DoesNotFit
 from engine.families import family_for
 from engine.load import read_config
+from engine.quantize import FBGEMM, int8_activations
 
 KV_POSITIONS = 2048  # a completion's context plus canvas stays below this (the server: 1536 + canvas)
 GB = 1e9
@@ -58,11 +59,19 @@ def parameter_count(folder: Path) -> int:
     return linear + other
 
 
-def need(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None = None, positions: int = 0) -> Need:
+def fbgemm_packs(device: str, dtype: torch.dtype, parameters: int) -> bool:
+    """Whether int8 layers also hold fbgemm's packing of their weights (int8 activations on the CPU)."""
+    return device == "cpu" and dtype == torch.float32 and FBGEMM and int8_activations(parameters)
+
+
+def need(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None = None, positions: int = 0,
+         device: str = "cpu") -> Need:
     size = dtype.itemsize
     linear, rows, other = parameters(cfg)
     # int8: one byte per weight and a scale (in the compute dtype) per output channel
     weights = (linear + rows * size if quantize == "int8" else linear * size) + other * size
+    if quantize == "int8" and fbgemm_packs(device, dtype, linear + other):
+        weights += linear  # fbgemm's packed copy of every int8 weight (engine/quantize.py)
     positions = positions or min(cfg.max_position_embeddings, KV_POSITIONS)
     kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * positions * size  # keys and values
     return Need(weights, kv, positions)
@@ -90,14 +99,14 @@ def check(folder: Path, device: str, dtype: torch.dtype, quantize: str | None = 
     except KeyError:
         return  # the loader names the missing field
     free = available_bytes(str(device))
-    want = need(cfg, dtype, quantize)
+    want = need(cfg, dtype, quantize, device=str(device))
     if free is None or want.total <= free:
         return
     raise DoesNotFit(
         f"model {name or str(folder)!r} needs {want.total / GB:.1f} GB on {device} "
         f"in {_label(dtype, quantize)} "
         f"(weights {want.weights / GB:.1f} GB, KV cache {want.kv_cache / GB:.2f} GB for {want.positions} "
-        f"positions) but {free / GB:.1f} GB is available; {_advice(cfg, dtype, quantize, free)}"
+        f"positions) but {free / GB:.1f} GB is available; {_advice(cfg, dtype, quantize, free, str(device))}"
     )
 
 
@@ -106,13 +115,13 @@ def _label(dtype: torch.dtype, quantize: str | None) -> str:
     return f"int8 with {name}" if quantize == "int8" else name
 
 
-def _advice(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None, free: int) -> str:
+def _advice(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None, free: int, device: str) -> str:
     wide = dtype.itemsize > 2
     options = [("--dtype bfloat16", torch.bfloat16, quantize)] if wide else []
     if quantize != "int8":
         options.append(("--quantize int8", dtype, "int8"))
         options += [("--quantize int8 --dtype bfloat16", torch.bfloat16, "int8")] if wide else []
-    needs = sorted(((need(cfg, d, q).total, flag) for flag, d, q in options), reverse=True)
+    needs = sorted(((need(cfg, d, q, device=device).total, flag) for flag, d, q in options), reverse=True)
     fitting = [f"{flag} ({total / GB:.1f} GB)" for total, flag in needs if total <= free]
     if fitting:
         return "it fits with " + " or ".join(fitting)

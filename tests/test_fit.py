@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import engine
-from engine import fit
+from engine import fit, quantize
 from engine.model import Transformer
 from engine.quantize import quantized_names
 from tests.checkpoints import tiny_config
@@ -33,6 +33,10 @@ def test_need_in_bytes():
     assert bf16.weights == 2 * (linear + other)
     assert fit.need(cfg, torch.float32).weights == 2 * bf16.weights
     assert fit.need(cfg, torch.bfloat16, "int8").weights == linear + 2 * rows + 2 * other
+    # fp32 on an x86 CPU: fbgemm holds a packed copy of each int8 weight beside it
+    packed = linear if quantize.FBGEMM else 0
+    assert fit.need(cfg, torch.float32, "int8").weights == linear + 4 * rows + 4 * other + packed
+    assert fit.need(cfg, torch.float32, "int8", device="cuda").weights == linear + 4 * rows + 4 * other
     # keys and values: 2 layers x 2 kv heads x 8 dims x 512 positions (the model's, below KV_POSITIONS)
     assert bf16.positions == 512 and bf16.kv_cache == 2 * 2 * 2 * 8 * 512 * 2
     long = tiny_config(300, max_position_embeddings=32768)
