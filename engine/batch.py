@@ -335,10 +335,11 @@ class Batcher:
         rest = [r for r in self._rows if r not in due]
         try:
             logits = {}
-            for group in by_length(due, self.padding):
-                logits.update(self._full(group))
-            if rest:
-                logits.update(self._windows(rest))
+            with rows_apart():  # a row's answer must not depend on the rows beside it
+                for group in by_length(due, self.padding):
+                    logits.update(self._full(group))
+                if rest:
+                    logits.update(self._windows(rest))
         except Exception as e:  # noqa: BLE001 - every row in the batch gets it through its future
             for row in list(self._rows):
                 self._leave(row, error=e)
@@ -374,14 +375,12 @@ class Batcher:
         mask = real if padded else None  # rows of one length: exactly the unbatched forward
         self._counted(rows)
         if self._slots is None:
-            with rows_apart():
-                out = self.model.model(ids, 0, None, rows=reads, mask=mask)
+            out = self.model.model(ids, 0, None, rows=reads, mask=mask)
         else:
             positions = torch.arange(width, device=device).expand(len(rows), width).clone()
             positions[~real] = self._slots.scratch
             view = self._slots.fill(torch.tensor([r.slot for r in rows], device=device))
-            with rows_apart():
-                out = self.model.model(ids, positions, view, rows=reads, mask=mask)
+            out = self.model.model(ids, positions, view, rows=reads, mask=mask)
         return {row: out[b, : row.job.canvas].float() for b, row in enumerate(rows)}
 
     def _windows(self, rows: list[_Row]) -> dict[_Row, Tensor]:
@@ -405,8 +404,7 @@ class Batcher:
                               for s in range(n)], device)
         mask = real if any(r.length != keys for r in self._rows) else None
         self._counted(rows)
-        with rows_apart():
-            out = self.model.model(ids, positions, self._slots.window(n, keys), rows=reads, mask=mask)
+        out = self.model.model(ids, positions, self._slots.window(n, keys), rows=reads, mask=mask)
         return {row: out[row.slot, : row.job.canvas].float() for row in rows}
 
     def _leave(self, row: _Row, error: BaseException | None = None) -> None:

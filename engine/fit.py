@@ -16,7 +16,7 @@ from engine.config import ModelConfig
 from engine.errors import DoesNotFit
 from engine.families import family_for
 from engine.load import read_config
-from engine.quantize import FBGEMM, int8_activations
+from engine.quantize import int8_by_int8
 
 KV_POSITIONS = 2048  # a completion's context plus canvas stays below this (the server: 1536 + canvas)
 GB = 1e9
@@ -47,10 +47,8 @@ def parameters(cfg: ModelConfig) -> tuple[int, int, int]:
     return linear, rows, other
 
 
-def parameter_count(folder: Path) -> int:
-    """The checkpoint's weights, from its config.json alone (0 when a field is missing: the loader names
-    it)."""
-    config = read_config(folder)
+def parameter_count(config: dict) -> int:
+    """The weights a checkpoint's config.json implies (0 when a field is missing: the loader names it)."""
     try:
         cfg = family_for(config).config(config)
     except KeyError:
@@ -59,18 +57,13 @@ def parameter_count(folder: Path) -> int:
     return linear + other
 
 
-def fbgemm_packs(device: str, dtype: torch.dtype, parameters: int) -> bool:
-    """Whether int8 layers also hold fbgemm's packing of their weights (int8 activations on the CPU)."""
-    return device == "cpu" and dtype == torch.float32 and FBGEMM and int8_activations(parameters)
-
-
 def need(cfg: ModelConfig, dtype: torch.dtype, quantize: str | None = None, positions: int = 0,
          device: str = "cpu") -> Need:
     size = dtype.itemsize
     linear, rows, other = parameters(cfg)
     # int8: one byte per weight and a scale (in the compute dtype) per output channel
     weights = (linear + rows * size if quantize == "int8" else linear * size) + other * size
-    if quantize == "int8" and fbgemm_packs(device, dtype, linear + other):
+    if quantize == "int8" and int8_by_int8(device, dtype, linear + other):
         weights += linear  # fbgemm's packed copy of every int8 weight (engine/quantize.py)
     positions = positions or min(cfg.max_position_embeddings, KV_POSITIONS)
     kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * positions * size  # keys and values

@@ -295,7 +295,7 @@ def load_model(
         quantize = None if quantize == "auto" else quantize
         return load_gemma(folder, config, device, parse_dtype(dtype, device), quantize, name)
     if quantize == "auto":
-        quantize = auto_quantize(device, parse_dtype(dtype, device), fit.parameter_count(folder))
+        quantize = auto_quantize(device, parse_dtype(dtype, device), fit.parameter_count(config))
     fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
     model, family, config = load_transformer(folder, device, dtype, quantize)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)

@@ -63,12 +63,16 @@ def parse_quantize(value: str | None) -> str | None:
     return value
 
 
+def int8_by_int8(device: str, dtype: torch.dtype, parameters: int) -> bool:
+    """Whether an int8 model of `parameters` weights run in `dtype` on `device` multiplies int8 by int8
+    (fbgemm, fp32 activations quantized per call), holding fbgemm's packed copy of each weight."""
+    return device == "cpu" and dtype == torch.float32 and FBGEMM and int8_activations(parameters)
+
+
 def auto_quantize(device: str, dtype: torch.dtype, parameters: int) -> str | None:
-    """What quantize="auto" means for a model of `parameters` weights run in `dtype` on `device`: int8 where
-    the CPU would otherwise multiply in fp32 (no native bf16) and fbgemm multiplies int8 by int8, for models
-    up to AUTO_INT8_MAX_PARAMS; full precision everywhere else."""
-    small = int8_activations(parameters)
-    return "int8" if device == "cpu" and dtype == torch.float32 and FBGEMM and small else None
+    """What quantize="auto" means: int8 where it multiplies int8 by int8 (a CPU that would otherwise
+    multiply in fp32, a model up to AUTO_INT8_MAX_PARAMS); full precision everywhere else."""
+    return "int8" if int8_by_int8(device, dtype, parameters) else None
 
 
 def int8_activations(parameters: int) -> bool:

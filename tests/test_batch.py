@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import engine
+from engine import quantize
 from engine.batch import Batcher, InfillRequest
 from engine.kv_cache import KVCache, SlotCache
 from engine.memory import MemoryConfig, RepositoryMemory
@@ -225,3 +226,16 @@ def test_requests_never_see_the_model_memory_nor_each_other(model):
                                                extra=(("rect.py", PROJECT),))])
     assert same(bare, model.infill(prefix, "\n", canvas=10, single_line=True, cache=False, memory=None))
     assert own.text == "self.height" != bare.text  # its own memory, and only its own
+
+
+@pytest.mark.skipif(not quantize.FBGEMM, reason="fbgemm (x86) quantizes fp32 activations")
+def test_int8_rows_do_not_change_each_other(tiny_checkpoint):
+    # int8 activations share one scale per forward: the batcher keeps rows apart (engine.quantize.rows_apart)
+    int8 = engine.load_model(tiny_checkpoint, quantize="int8")
+    reqs = requests()
+    with Batcher(int8, max_batch=8, cache=False, padding=float("inf")) as batcher:
+        together = batcher.run(reqs)
+    for request, got in zip(reqs, together):
+        with Batcher(int8, max_batch=1, cache=False) as batcher:
+            (one,) = batcher.run([request])
+        assert same(one, got)
