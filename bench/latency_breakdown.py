@@ -108,9 +108,10 @@ def instrument(model, timers: Timers) -> None:
     model.memory.update = timers.wrap("memory_cut", model.memory.update)
 
 
-def run_case(model, options, timers: Timers, name: str, text: str, offset: int) -> dict:
+def run_case(model, options, timers: Timers, name: str, text: str, offset: int, settle_s: float = 0) -> dict:
     doc = infill.Document(text, "python")  # parsed at didOpen, before the request: not timed
     model.memory.index.set(name, text.encode("utf-8", "replace"))  # the worker's update at didOpen
+    time.sleep(settle_s)  # the idle CPU an editor's request finds (bench_lsp's --settle-ms)
     timers.reset()
     t0, cpu0 = time.perf_counter(), time.thread_time()
     c = filler.complete(model, doc, offset, options, invoked=True, key=name)
@@ -151,6 +152,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--options", default="{}", help="server options JSON, as initializationOptions")
     p.add_argument("--out", type=Path, default=Path("runs/latency_breakdown.jsonl"))
+    p.add_argument("--settle-ms", type=float, default=0, help="idle pause before each case, as bench_lsp's")
     args = p.parse_args()
     options, invalid = parse(json.loads(args.options))
     if invalid:
@@ -179,7 +181,7 @@ def main() -> int:
             model.memory.index.clear()
             for name, text in files.items():  # the workspace, as the server reads it
                 model.memory.index.set(name, text.encode("utf-8", "replace"))
-            rows = [run_case(model, options, timers, *item) for item in items]
+            rows = [run_case(model, options, timers, *item, args.settle_ms / 1000) for item in items]
             for row in rows:
                 fh.write(json.dumps({"set": label, "options": args.options, **row}) + "\n")
             results.append(summary(label, rows))

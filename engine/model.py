@@ -39,9 +39,9 @@ def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor,
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     # x: [B, H, T, D]; half-split rotation (HF rotate_half), computed in fp32
     if x.dtype == torch.float32 and not torch.is_grad_enabled():
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([x1 * cos[..., : x1.shape[-1]] - x2 * sin[..., : x1.shape[-1]],
-                          x2 * cos[..., x1.shape[-1] :] + x1 * sin[..., x1.shape[-1] :]], dim=-1)
+        half = x.shape[-1] // 2  # both halves of the tables are equal: one half serves both
+        x1, x2, c, s = x[..., :half], x[..., half:], cos[..., :half], sin[..., :half]
+        return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
     h = x.float()
     x1, x2 = h.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
@@ -59,11 +59,11 @@ class Attention(nn.Module):
                 cache: KVCache | SlotView | None, causal: bool, mask: Tensor | None = None):
         b, t, _ = x.shape
         c = self.cfg
-        q, k, v = self.wqkv(x).split(c.qkv_sizes, dim=-1)
-        q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)  # [B, H, T, D]
-        k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)  # [B, KV, T, D]
-        v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.wqkv(x).view(b, t, -1, c.head_dim).transpose(1, 2)  # [B, H + 2 KV, T, D]
+        qk = c.num_heads + c.num_kv_heads
+        # one rotation for q's and k's heads together: per-op overhead dominates a few canvas rows
+        q, k = apply_rope(qkv[:, :qk], cos, sin).split([c.num_heads, c.num_kv_heads], 1)  # [B, H|KV, T, D]
+        v = qkv[:, qk:]  # [B, KV, T, D]
         if cache is not None:
             k, v = cache.update(self.layer, start, k, v)
             if causal:
