@@ -135,7 +135,7 @@ class _Row:
         self.full_rows = shifted_rows(self.start, self.end, shift)  # [n] output rows of a full forward
         self.window_rows = shifted_rows(self.start, self.end, shift, offset=self.window)
         self.state = Denoising(job.canvas, model.special, job.sampler, job.generator, model.device, job.stops,
-                               job.prior)
+                               job.prior, job.first_alone)
         self.first: float | None = None  # perf_counter at its first forward
         self.rows_seen = 0  # summed batch sizes of its forwards
 

@@ -113,8 +113,12 @@ class Denoising:
         device: torch.device | str = "cpu",
         stops: frozenset[int] | None = None,
         prior: Prior | None = None,
+        first_alone: bool = False,
     ):
         self.special, self.sampler, self.generator, self.prior = special, sampler, generator, prior
+        # the first position is committed before any other: it holds a healed token (engine/heal.py), and
+        # what follows depends on which of the tokens that extend the typed text it is
+        self.first_alone = first_alone
         self.tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)  # [L]
         self.conf = torch.zeros(length, device=device)  # [L] commit probabilities
         self.masked = torch.ones(length, dtype=torch.bool, device=device)  # [L]
@@ -136,6 +140,9 @@ class Denoising:
         schedule = self.schedule
         n_fixed = schedule[min(self.forwards, len(schedule) - 1)] if schedule else None
         eligible = eligible_positions(self.masked, deferred, self.sampler.block_size)
+        if self.first_alone and bool(self.masked[0]):
+            eligible = torch.zeros_like(eligible)
+            eligible[0] = True
         commit = select(conf, eligible, self.sampler, n_fixed)
         self.forwards += 1
         self.tokens = torch.where(commit, x0, self.tokens)
@@ -158,10 +165,11 @@ def denoise(
     device: torch.device | str = "cpu",
     stops: frozenset[int] | None = None,
     prior: Prior | None = None,
+    first_alone: bool = False,
 ) -> tuple[Tensor, Tensor, int]:
     """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count
     (see Denoising)."""
-    state = Denoising(length, special, sampler, generator, device, stops, prior)
+    state = Denoising(length, special, sampler, generator, device, stops, prior, first_alone)
     while not state.done:
         if cancel is not None and cancel():
             raise Cancelled()

@@ -17,6 +17,7 @@ from engine.errors import DeviceUnavailable
 from engine.expand import denoise_expand
 from engine.families import Family
 from engine.generate import CanvasLogits, denoise, middle_of
+from engine.heal import FirstToken, heal, heal_token, unheal
 from engine.load import load_transformer, parse_dtype, read_config
 from engine.memory import MemoryConfig, MemoryPrior, RepositoryMemory, TextIndex, recall
 from engine.model import Transformer
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = Path(__file__).parent / "default_model"
 DEFAULT_CANVAS = 32
 DEFAULT_REFRESH = 8  # full forwards (cache refreshes) every this many denoising steps
+TAIL_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ class InfillJob:
     newline: frozenset[int]  # a single-line middle's newline ids (empty otherwise)
     stops: frozenset[int]  # the checkpoint's stops and newline
     prior: MemoryPrior | None
-    healed: str  # blanks taken off the prefix (heal)
+    healed: str  # text taken off the prefix, which the middle starts with (engine/heal.py)
     single_line: bool
+    first_alone: bool = False  # a healed token at the first position, committed before the rest
 
     def sequence(self, mask: int) -> list[int]:
         return self.before + [mask] * self.canvas + self.after
@@ -93,6 +96,8 @@ class DiffusionLM:
         self.memory = RepositoryMemory()
         # the checkpoint's own corpus index, if it ships one (engine/corpus_index.py); None to leave it out
         self.corpus: CorpusIndex | None = None
+        # back the prefix up over a last token that longer tokens extend (engine/heal.py)
+        self.token_healing = True
 
     @torch.inference_mode()
     def __call__(self, input_ids: Tensor) -> Tensor:
@@ -191,6 +196,10 @@ class DiffusionLM:
         grows = self.special.expand is not None and (max_canvas or n) > n
         generator = torch.Generator(self.device).manual_seed(seed)
         prefix, healed = heal(prefix)
+        vocab = self.tokenizer.vocabulary if self.token_healing and not healed else None
+        if vocab is not None:
+            tail = prefix[-TAIL_CHARS:]  # the last token comes out the same from the prefix's end alone
+            prefix, healed = heal_token(prefix, self.tokenizer.encode(tail), vocab)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
         newline = self.tokenizer.newline_ids if single_line else frozenset()
@@ -199,8 +208,11 @@ class DiffusionLM:
         corpus = self.corpus is not None and memory is not None and memory.corpus_weight > 0
         use = memory is not None and (index is not None or corpus)
         prior = self.memory_prior(prefix, suffix, memory, healed, index=index) if use else None
+        if vocab is not None and healed:
+            prior = FirstToken(vocab.allowed(healed), prior)
         return InfillJob(before, after, n, max_canvas, grows, sampler or SamplerConfig(), generator, newline,
-                         self.special.stops | newline, prior, healed, single_line)
+                         self.special.stops | newline, prior, healed, single_line,
+                         first_alone=vocab is not None and bool(healed))
 
     def run(self, job: InfillJob, cache: bool | None, refresh: int, cancel: Callable[[], bool] | None,
             t0: float) -> InfillResult:
@@ -217,7 +229,7 @@ class DiffusionLM:
                 start = len(job.before)
                 logits_fn = CanvasLogits(self.model, seq, start, start + n, cache is not False, refresh)
                 tokens, confs, forwards = denoise(logits_fn, n, self.special, job.sampler, job.generator,
-                                                  cancel, self.device, job.stops, job.prior)
+                                                  cancel, self.device, job.stops, job.prior, job.first_alone)
                 ids, conf = middle_of(tokens, confs, self.special)
         stats = InfillStats(forwards, n / max(forwards, 1), n, 0.0)
         return job.result(self.tokenizer, ids, conf, stats, t0)
@@ -237,25 +249,6 @@ class DiffusionLM:
         ids = recall(self.memory_prior(prefix, suffix, memory, healed), max_tokens, stops)
         text = unheal(self.tokenizer.decode([t for t in ids if t not in self.special.stops]), healed)
         return text.split("\n", 1)[0] if single_line else text
-
-
-def heal(prefix: str) -> tuple[str, str]:
-    """(prefix, blanks taken off its end). A prefix that ends in spaces after code on its line ("return ")
-    ends in a token that real text almost never has there: in files the space belongs to the next word
-    (" a"), so the canvas is asked for " a" instead. Blank lines' indentation is left: infill rows train
-    it."""
-    line = prefix[prefix.rfind("\n") + 1 :]
-    kept = line.rstrip(" \t")
-    if not kept or kept == line:
-        return prefix, ""
-    return prefix[: len(prefix) - (len(line) - len(kept))], line[len(kept) :]
-
-
-def unheal(text: str, healed: str) -> str:
-    # the typed blanks are in the document already
-    if not healed:
-        return text
-    return text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
 
 
 def check_device(device: str) -> None:

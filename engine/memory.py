@@ -288,7 +288,8 @@ class MemoryPrior:
         self.index, self.cfg, self.encode, self.decode, self.skip = index, cfg, encode, decode, skip
         self.corpus = corpus if cfg.corpus_weight > 0 else None
         self.prefix = prefix.encode("utf-8", "replace")[-cfg.max_length :]
-        # blanks the user typed that the prefix was healed of (engine.lm.heal): the middle starts with them
+        # text the prefix was healed of (typed blanks, or a token longer ones extend; engine/heal.py): the
+        # middle starts with it
         self.healed = healed.encode("utf-8", "replace")
         self.suffix = suffix.encode("utf-8", "replace")[: cfg.max_length]
         # per completion: a context's match and vote (a chain step extends the match of the step before)
@@ -376,10 +377,15 @@ class MemoryPrior:
         if key not in self._matches:
             m = NO_MATCH
             if parent is not None and ("left", parent[0]) in self._matches:
-                m = self._matches["left", parent[0]].extend(parent[1])
+                piece = parent[1]
+                if self.healed and parent[0] == self.prefix:
+                    # that match already covers the healed text, which the canvas's first token starts with
+                    piece = piece[len(self.healed) :] if piece.startswith(self.healed) else None
+                if piece is not None:
+                    m = self._matches["left", parent[0]].extend(piece)
             if m.count == 0:
                 find = self.index.match_left if side == "left" else self.index.match_right
-                m = find(context, self.cfg)
+                m = find(self.typed(context) if side == "left" else context, self.cfg)
             self._matches[key] = m
             self._votes[key] = self.count(m, side, context)
         counts = self._votes[key]
@@ -421,11 +427,15 @@ class MemoryPrior:
     def corpus_vote(self, context: bytes, parent: tuple[bytes, bytes] | None = None) -> tuple[float, Counter]:
         key = ("corpus", context)
         if key not in self._matches:
-            m = self.corpus.match_left(context, self.cfg)
+            m = self.corpus.match_left(self.typed(context), self.cfg)
             self._matches[key] = m
             self._votes[key] = self.count(m, "left", context)
         m, counts = self._matches[key], self._votes[key]
         return self.cfg.corpus_mix_weight(m.length, m.count if counts else 0), counts
+
+    def typed(self, context: bytes) -> bytes:
+        # the text before the cursor as typed: the healed prefix gets its healed text back
+        return context + self.healed if self.healed and context == self.prefix else context
 
     def count(self, m: Match, side: str, context: bytes = b"") -> Counter:
         """Votes per token. A left occurrence whose line is followed by what follows the cursor's line
@@ -433,9 +443,10 @@ class MemoryPrior:
         an indentation, an occurrence that goes on with more whitespace sat deeper in its block: no vote."""
         raw = m.following() if side == "left" else m.preceding()
         if side == "left" and self.healed and context == self.prefix:
-            # what the typed blanks are followed by there, not trailing blanks before a line break
-            n = len(self.healed)
-            raw = [t if t.startswith(self.healed) and t[n : n + 1].strip() else b"" for t in raw]
+            # the match covers the healed text: the canvas's first token is that text and what followed it.
+            # After typed blanks, only what goes on with code counts, not trailing blanks before a line break
+            blank = not self.healed.strip()
+            raw = [self.healed + t if t[:1].strip() or not blank else b"" for t in raw]
         texts = [t.decode("utf-8", "ignore") for t in raw]
         tail = context.rsplit(b"\n", 1)[-1]
         if side == "left" and tail and not tail.strip():

@@ -97,6 +97,22 @@ class Tokenizer:
         texts = self.hf.decode_batch([[i] for i in range(self.vocab_size)], skip_special_tokens=False)
         return frozenset(i for i, text in enumerate(texts) if "\n" in text)
 
+    @cached_property
+    def vocabulary(self):
+        """Every token's text, sorted (engine/heal.py), or None where tokens' texts do not simply concatenate
+        (a tokenizer whose decoder drops or adds spaces per call): prompt healing needs them to."""
+        from engine.heal import Vocabulary
+
+        ids = list(range(self.vocab_size))
+        texts = self.hf.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        special = self.special
+        skip = special.stops | {special.mask} | {i for i in (special.bos, special.expand) if i is not None}
+        words = [i for i in ids if i not in skip and texts[i].strip()][:: max(1, len(ids) // 64)]
+        pairs = zip(words, words[1:] + words[:1])
+        if any(self.hf.decode([a, b], skip_special_tokens=False) != texts[a] + texts[b] for a, b in pairs):
+            return None
+        return Vocabulary(texts, frozenset(skip))
+
     @property
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()

@@ -41,6 +41,17 @@ def test_threshold_commits_several_per_forward(device):
     assert tokens.tolist() == [3, 4, 5, 6] and forwards == 2
 
 
+def test_first_alone_commits_the_first_position_before_any_other(device):
+    fn, calls = scripted([3, 4, 5, 6], [0.5, 20.0, 20.0, 20.0], device=device)
+    sampler = SamplerConfig(threshold=0.9, tokens_per_step=3)
+    tokens, _, forwards = denoise(fn, 4, SPECIAL, sampler, None, device=device, first_alone=True)
+    assert tokens.tolist() == [3, 4, 5, 6] and forwards == 2
+    assert calls[1].tolist() == [3, MASK, MASK, MASK]  # the confident positions waited for the first
+    fn, calls = scripted([3, 4, 5, 6], [0.5, 20.0, 20.0, 20.0], device=device)
+    denoise(fn, 4, SPECIAL, sampler, None, device=device)
+    assert calls[1].tolist() == [MASK, 4, 5, 6]
+
+
 def test_stop_token_ends_the_middle_and_is_never_first(device):
     # the model is most sure about EOS everywhere after position 1, and even at position 0
     fn, _ = scripted([EOS, 7, EOS, EOS, EOS], [30.0, 5.0, 30.0, 30.0, 30.0], device=device)

@@ -18,7 +18,8 @@ from engine.gemma.load import load_network
 from engine.gemma.model import DiffusionGemma
 from engine.gemma.sampling import Sampling
 from engine.gemma.tokens import GemmaTokenizer
-from engine.lm import DEFAULT_CANVAS, InfillResult, InfillStats, heal, unheal
+from engine.heal import heal, unheal
+from engine.lm import DEFAULT_CANVAS, InfillResult, InfillStats
 from engine.memory import MemoryConfig, RepositoryMemory
 from engine.sample import SamplerConfig
 

@@ -1,0 +1,106 @@
+"""Prompt healing: the prefix of an infill ends at the cursor, rarely where the tokenizer would end a token.
+
+Two cases, both handled by taking text off the end of the prefix and asking the canvas to start with it:
+
+- Blanks typed after code ("return "): in files the space belongs to the next word (" a"), so a prefix token
+  " " before the canvas is text the model almost never saw (`heal`).
+- A last token that longer tokens extend ("parser." where the vocabulary has ".add" and ".parse", "os.pa"
+  where it has ".path"): the model learned "parser" followed by ".add", hardly ever "." followed by "add".
+  As in Guidance's token healing, the prefix loses that token and the first canvas position may only hold
+  tokens whose text starts with it (`heal_token`, `FirstToken`).
+
+The completion then starts with the healed text, which the document already has: `unheal` takes it off.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import torch
+from torch import Tensor
+
+from engine.generate import Prior
+
+
+def heal(prefix: str) -> tuple[str, str]:
+    """(prefix, blanks taken off its end) for a prefix that ends in spaces after code on its line. Blank
+    lines' indentation is left: infill rows train it."""
+    line = prefix[prefix.rfind("\n") + 1 :]
+    kept = line.rstrip(" \t")
+    if not kept or kept == line:
+        return prefix, ""
+    return prefix[: len(prefix) - (len(line) - len(kept))], line[len(kept) :]
+
+
+def unheal(text: str, healed: str) -> str:
+    # the healed text is in the document already
+    if not healed:
+        return text
+    return text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
+
+
+class Vocabulary:
+    """Token texts sorted, to find every token that starts with a given text. `texts[i]` is id i's text;
+    ids in `skip` (special tokens) and texts that are not whole characters never match."""
+
+    def __init__(self, texts: list[str], skip: frozenset[int]):
+        self.size = len(texts)
+        pairs = sorted((t, i) for i, t in enumerate(texts) if i not in skip and t and "\ufffd" not in t)
+        self._texts = [t for t, _ in pairs]
+        self._ids = [i for _, i in pairs]
+        self._text_of = dict(zip(self._ids, self._texts))
+        self._allowed: dict[str, Tensor] = {}
+
+    def starting_with(self, text: str) -> list[int]:
+        lo = bisect_left(self._texts, text)
+        hi = lo
+        while hi < len(self._texts) and self._texts[hi].startswith(text):
+            hi += 1
+        return self._ids[lo:hi]
+
+    def extended(self, token: int) -> bool:
+        """Whether some other token's text starts with this token's text."""
+        text = self._text_of.get(token)
+        return text is not None and len(self.starting_with(text)) > 1
+
+    def allowed(self, text: str) -> Tensor:
+        """[V] bool: the tokens a canvas healed of `text` may start with (kept per text)."""
+        if text not in self._allowed:
+            mask = torch.zeros(self.size, dtype=torch.bool)
+            mask[self.starting_with(text)] = True
+            if len(self._allowed) >= 4096:
+                self._allowed.clear()
+            self._allowed[text] = mask
+        return self._allowed[text]
+
+
+def heal_token(prefix: str, ids: list[int], vocab: Vocabulary) -> tuple[str, str]:
+    """(prefix, its last token's text taken off) when `ids` (the prefix's tokens) end in a token that a
+    longer token extends; else (prefix, ""). Tokens with a line break are left: a single-line middle stops
+    at them."""
+    if not ids or not vocab.extended(ids[-1]):
+        return prefix, ""
+    text = vocab._text_of[ids[-1]]
+    if "\n" in text or not text.strip() or not prefix.endswith(text):
+        return prefix, ""
+    return prefix[: len(prefix) - len(text)], text
+
+
+class FirstToken:
+    """A denoiser prior (engine.generate.Prior) that keeps the canvas's first position to `allowed` tokens
+    while it is masked, after `inner` (the memory, or None) has mixed in its votes."""
+
+    def __init__(self, allowed: Tensor, inner: Prior | None):
+        self.allowed, self.inner = allowed, inner
+
+    def __call__(self, logits: Tensor, canvas: Tensor, masked: Tensor) -> Tensor:
+        # logits: [L, V], canvas: [L], masked: [L]
+        if self.inner is not None:
+            logits = self.inner(logits, canvas, masked)
+        if bool(masked[0]):
+            logits = logits.clone()
+            v = min(logits.shape[-1], self.allowed.shape[0])
+            row = logits[0, :v].masked_fill(~self.allowed[:v].to(logits.device), float("-inf"))
+            logits[0, :v] = row
+            logits[0, v:] = float("-inf")
+        return logits
