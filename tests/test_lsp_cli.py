@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,17 @@ def test_models_lists_the_catalogue(capsys):
     assert main(["models"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.startswith("id ") and [r.split()[0] for r in rows] == [e.id for e in CATALOGUE]
+
+
+def test_the_readme_quick_start_prints_what_the_readme_says(tmp_path, capsys):
+    # the README's first command, on the embedded model: its file, its cursor and the completion it promises
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## Quick start", 1)[1].split("Run the tests", 1)[0]
+    command = quick.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    text = re.search(r"printf '([^']*)'", command).group(1).encode().decode("unicode_escape")
+    line, col = re.search(r"unmask complete \S+ --line (\d+) --col (\d+)$", command).groups()
+    promised = re.search(r"It prints `([^`]*)`", quick).group(1)
+    path = tmp_path / "demo.py"
+    path.write_text(text, encoding="utf-8")
+    assert main(["complete", str(path), "--line", line, "--col", col]) == 0
+    assert capsys.readouterr().out == promised + "\n"
