@@ -260,7 +260,7 @@ validation ELBO uses the same fixed held-out rows and noise for every arm.
 that occurs in the remembered texts (open documents, the workspace's source files) votes for the token that
 followed it, weighted by match length and count, and mixed into the network's distribution; the known text
 right of a position votes too. Three arms on the same cursors of five projects outside the corpus
-(`python -m bench.eval_memory --project <sdists> --scope project --cases 50`): the network alone, the
+(`python -m bench.eval_memory --project <sdists> --scope project --cases 30`): the network alone, the
 memory alone (its most frequent continuation, no network) and the two fused (the server's default):
 
 {ablation_table([r for r in read_jsonl(memory_results) if r.get("scope") == "project"], "source")}
