@@ -58,9 +58,12 @@ class Vocabulary:
             hi += 1
         return self._ids[lo:hi]
 
+    def text(self, token: int) -> str | None:
+        return self._text_of.get(token)
+
     def extended(self, token: int) -> bool:
         """Whether some other token's text starts with this token's text."""
-        text = self._text_of.get(token)
+        text = self.text(token)
         return text is not None and len(self.starting_with(text)) > 1
 
     def allowed(self, text: str) -> Tensor:
@@ -80,7 +83,7 @@ def heal_token(prefix: str, ids: list[int], vocab: Vocabulary) -> tuple[str, str
     at them."""
     if not ids or not vocab.extended(ids[-1]):
         return prefix, ""
-    text = vocab._text_of[ids[-1]]
+    text = vocab.text(ids[-1])
     if "\n" in text or not text.strip() or not prefix.endswith(text):
         return prefix, ""
     return prefix[: len(prefix) - len(text)], text

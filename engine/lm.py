@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = Path(__file__).parent / "default_model"
 DEFAULT_CANVAS = 32
 DEFAULT_REFRESH = 8  # full forwards (cache refreshes) every this many denoising steps
-TAIL_CHARS = 64
+TAIL_CHARS = 64  # token healing tokenizes only the prefix's end: its last token comes out the same
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,7 @@ class DiffusionLM:
         prefix, healed = heal(prefix)
         vocab = self.tokenizer.vocabulary if self.token_healing and not healed else None
         if vocab is not None:
-            tail = prefix[-TAIL_CHARS:]  # the last token comes out the same from the prefix's end alone
-            prefix, healed = heal_token(prefix, self.tokenizer.encode(tail), vocab)
+            prefix, healed = heal_token(prefix, self.tokenizer.encode(prefix[-TAIL_CHARS:]), vocab)
         before, after = self.context_ids(prefix, suffix, max(n, max_canvas or 0))
         # a single-line middle ends at its first newline token, which is kept: it may carry text before "\n"
         newline = self.tokenizer.newline_ids if single_line else frozenset()

@@ -120,3 +120,20 @@ def test_the_memory_votes_only_for_continuations_of_the_healed_text(lm):
     assert job.healed
     result = lm.infill(prefix, "\n", canvas=6, single_line=True, memory=MemoryConfig(weight=0.99))
     assert result.text.startswith("f.size")  # not "3", which follows " = " too; "sel" is not repeated
+
+
+def test_a_tokenizer_whose_texts_do_not_concatenate_is_never_healed_by_token(tmp_path):
+    # SentencePiece-style: "▁" marks a space that a lone token's decoding drops
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers
+
+    from engine.tokenizer import Tokenizer
+
+    words = ["<eos>", "<mask>", "<unk>", "▁the", "▁cat", "▁sat", "▁th", "▁ca"]
+    hf = HFTokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    hf.pre_tokenizer = pre_tokenizers.Metaspace()
+    hf.decoder = decoders.Metaspace()
+    hf.save(str(tmp_path / "tokenizer.json"))
+    tok = Tokenizer(tmp_path, {"mask_token_id": 1, "eos_token_id": 0}, ())
+    assert tok.decode([3]) + tok.decode([4]) != tok.decode([3, 4])
+    assert tok.vocabulary is None
