@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import engine
+from engine.generate import CanvasLogits, denoise
 from engine.heal import FirstToken, Vocabulary, heal, heal_token, unheal
 from engine.memory import MemoryConfig
 
@@ -85,22 +86,12 @@ def test_a_healed_infill_starts_with_a_token_that_extends_the_cut(lm):
     assert vocab.extended(last), "the tiny tokenizer should have tokens longer than its last one"
     job = lm.prepare(prefix, "\n", canvas=8, memory=None)
     assert job.healed == healed and job.before[-1] != last and job.first_alone
-    seen = []
-
-    def spy(logits, canvas, masked):
-        out = job.prior(logits, canvas, masked)
-        if bool(masked[0]):
-            seen.append(int(out[0].argmax()))
-        return out
-
-    job = lm.prepare(prefix, "\n", canvas=8, memory=None)
-    from engine.generate import CanvasLogits, denoise
-
     seq = torch.tensor([job.sequence(lm.special.mask)], device=lm.device)
     start = len(job.before)
     with torch.inference_mode():
         tokens, _, _ = denoise(CanvasLogits(lm.model, seq, start, start + 8, True, 8), 8, lm.special,
-                               job.sampler, job.generator, None, lm.device, job.stops, spy)
+                               job.sampler, job.generator, None, lm.device, job.stops, job.prior,
+                               job.first_alone)
     first = int(tokens[0])
     assert lm.tokenizer.decode([first]).startswith(healed)
     # off: the prefix keeps its last token and nothing constrains the canvas
