@@ -29,6 +29,7 @@ import torch
 
 import engine
 from engine.batch import Batcher, InfillRequest
+from engine.params import InfillParams
 
 
 def make_requests(model: engine.DiffusionLM, n: int, prefix_tokens: int, suffix_lines: int, canvas: int,
@@ -53,7 +54,8 @@ def make_requests(model: engine.DiffusionLM, n: int, prefix_tokens: int, suffix_
             start -= 1
         prefix = "".join(before[start:])
         suffix = "".join(lines[i + 1 : i + 1 + suffix_lines])
-        out.append(InfillRequest(prefix, "\n" + suffix, canvas=canvas, single_line=True, seed=len(out)))
+        params = InfillParams(canvas=canvas, single_line=True, seed=len(out))
+        out.append(InfillRequest(prefix, "\n" + suffix, params))
     return out
 
 

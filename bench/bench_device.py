@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ModelConfig
-from engine.generate import CanvasLogits, denoise
+from engine.generate import CanvasLogits, Denoising, denoise
 from engine.kv_cache import KVCache
 from engine.model import Transformer
 from engine.sample import SamplerConfig
@@ -63,8 +63,8 @@ def timed(fn, sync) -> float:
 
 def diffusion_run(model, ids, start, per_forward, cache, special, args):
     sampler = SamplerConfig(threshold=None, tokens_per_step=per_forward)
-    logits = CanvasLogits(model, ids.clone(), start, start + args.middle, cache, args.refresh)
-    return lambda: denoise(logits, args.middle, special, sampler, None, device=args.device)[2]
+    logits = CanvasLogits(model, ids.clone(), start, start + args.middle, args.refresh if cache else None)
+    return lambda: denoise(Denoising(args.middle, special, sampler, None, args.device), logits).forwards
 
 
 def ar_run(model, ids, middle, device):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import engine
-from engine.generate import CanvasLogits, denoise
+from engine.generate import CanvasLogits, Denoising, denoise
 from engine.kv_cache import KVCache
 from engine.model import Transformer
 from engine.sample import SamplerConfig
@@ -50,9 +50,12 @@ def time_diffusion(model, context, middle, sampler, cache, refresh, repeats):
     seq = torch.tensor([before + [special.mask] * middle + after])
     runs = []
     for r in range(repeats):
-        fn = CanvasLogits(model.model, seq.clone(), len(before), len(before) + middle, cache, refresh)
+        start, end = len(before), len(before) + middle
+        fn = CanvasLogits(model.model, seq.clone(), start, end, refresh if cache else None)
+        state = Denoising(middle, special, sampler, torch.Generator().manual_seed(r))
         t0 = time.perf_counter()
-        tokens, _, forwards = denoise(fn, middle, special, sampler, torch.Generator().manual_seed(r))
+        state = denoise(state, fn)
+        tokens, forwards = state.tokens, state.forwards
         runs.append((time.perf_counter() - t0) * 1000)
     return forwards, statistics.median(runs), tokens
 
@@ -79,7 +82,7 @@ def main() -> None:
     p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--middles", type=int, nargs="+", default=[8, 32, 128])
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
-    p.add_argument("--refresh", type=int, default=engine.lm.DEFAULT_REFRESH)
+    p.add_argument("--refresh", type=int, default=engine.params.DEFAULT_REFRESH)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
@@ -89,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = engine.load_model(args.model, dtype=args.dtype)
     dtype = model.model.embed.weight.dtype
-    cfg = dataclasses.replace(model.model.cfg, max_position_embeddings=max(args.contexts) + max(args.middles))
+    cfg = dataclasses.replace(model.config, max_position_embeddings=max(args.contexts) + max(args.middles))
     torch.manual_seed(0)
     ar = Transformer(cfg).to(dtype).eval()  # random weights: the baseline only needs the shape for timing
     tokens = code_tokens(model, max(args.contexts))

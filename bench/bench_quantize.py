@@ -239,7 +239,7 @@ def main() -> None:
     inputs = real_inputs(lm, args.inputs, 256, 32)
     compare(f"embedded model ({len(inputs)} source files x 256 tokens, 32 masked)", lm.model, arms, inputs)
     table("embedded model, ms per forward (median; ratio > 1: faster than that arm)",
-          speed(arms, (1, 16, 256), lm.model.cfg.vocab_size, args.repeats))
+          speed(arms, (1, 16, 256), lm.config.vocab_size, args.repeats))
     del arms
 
     model = random_slice()

@@ -62,7 +62,7 @@ def cases(n: int, seed: int, count_tokens) -> list[dict]:
     return out
 
 
-class Server:
+class TeamServerProcess:
     def __init__(self, args: argparse.Namespace, max_batch: int):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -106,7 +106,7 @@ def client(port: int, requests: list[dict], until: float, latencies: list[float]
     c.close()
 
 
-def measure(server: Server, requests: list[dict], clients: int, seconds: float) -> dict:
+def measure(server: TeamServerProcess, requests: list[dict], clients: int, seconds: float) -> dict:
     before = server.get("/v1/status")["batch_sizes"]
     latencies: list[float] = []
     errors: list[str] = []
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     del tokenizer_model
     rows = []
     for batch in args.batches:
-        server = Server(args, batch)
+        server = TeamServerProcess(args, batch)
         try:
             for r in requests[: args.warmup]:
                 c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)

@@ -7,8 +7,8 @@ Cursors are drawn (seeded) from held-out code: the packages of sdists that are n
 (`--project`, e.g. `pip download --no-deps --no-binary :all: attrs==25.4.0`), or, without --project, the
 corpus's test split. Each cursor is an indented code line of 8-100 characters outside strings and comments,
 deleted whole (cursor after the indentation: "line") or from a random column on (the typed part kept: "rest").
-Every arm completes through the server's pipeline (lsp_server.filler.complete, invoked, default options
-unless --options) in one process:
+Every arm completes through the server's pipeline (lsp_server.completion.filler.complete, invoked, default
+options unless --options) in one process:
 
 - network: the memory off;
 - memory: no network, the memory's most frequent continuation (engine.DiffusionLM.recall) of the text
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import engine  # noqa: E402
 import infill  # noqa: E402
 from engine.training import corpus  # noqa: E402
-from lsp_server import filler  # noqa: E402
+from lsp_server.completion import filler  # noqa: E402
 from lsp_server.options import Options, merge  # noqa: E402
 
 ARMS = ("network", "memory", "fused")
@@ -119,7 +119,7 @@ def cases(files: dict[str, str], n: int, kind: str, seed: int) -> list[tuple[str
 def run_arm(model, arm: str, items, options: Options, files: dict[str, str], scope: str) -> dict:
     exact, sim, cpu = [], [], []
     for name, text, offset, gold in items:
-        model.memory.index.clear()
+        model.memory.clear()
         if scope == "project":
             for other, other_text in files.items():
                 if other != name:

@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import engine  # noqa: E402
+from engine.params import InfillParams
 from engine.training import corpus  # noqa: E402
 
 HUMANEVAL = Path(__file__).resolve().parent.parent.parent / "shared/data/human-eval-infilling"
@@ -67,7 +68,7 @@ def spread(items: list, limit: int) -> list:
 
 def remember(lm, prefix: str, suffix: str, memory: bool) -> None:
     # as the server does: the document, cut at the cursor, is the memory (nothing else is open)
-    lm.memory.index.clear()
+    lm.memory.clear()
     if memory:
         lm.memory.update("document", prefix + suffix, cursor=len(prefix))
 
@@ -79,7 +80,7 @@ def humaneval(lm, canvas: int, limit: int, timings: list, memory: bool = False) 
     passed = 0
     for task in tasks:
         remember(lm, task["prompt"], "\n" + task["suffix"], memory)
-        result = lm.infill(task["prompt"], "\n" + task["suffix"], canvas=canvas)
+        result = lm.infill(task["prompt"], "\n" + task["suffix"], InfillParams(canvas=canvas))
         timings.append(result.stats)
         answer = first_line(result.text)
         program = (task["prompt"] + answer + "\n" + task["suffix"] + "\n" + task["test"] + "\n"
@@ -117,7 +118,7 @@ def heldout(lm, data_dir: Path, canvas: int, n: int, seed: int, timings: list, m
         exact, similarity = [], []
         for prefix, gold, suffix in heldout_cases(files, n, kind, seed):
             remember(lm, prefix, suffix, memory)
-            result = lm.infill(prefix, suffix, canvas=canvas)
+            result = lm.infill(prefix, suffix, InfillParams(canvas=canvas))
             timings.append(result.stats)
             answer = first_line(result.text).rstrip()
             exact.append(answer == gold.rstrip())

@@ -5,9 +5,9 @@
 
 Each variant is an options object in the initializationOptions schema, applied over the defaults. At the
 cursors of bench_lsp (a code line of the standard library cut at a random point, the rest of it deleted),
-lsp_server.filler.complete runs invoked, on one thread, as the server's engine thread does. Reports the
-thread's CPU time per completion (p50/p95; CPU time leaves out preemption by other processes), forwards per
-completion, and the edit similarity (difflib ratio) and exact match of the completion's first line against
+lsp_server.completion.filler.complete runs invoked, on one thread, as the server's engine thread does. Reports
+the thread's CPU time per completion (p50/p95; CPU time leaves out preemption by other processes), forwards
+per completion, and the edit similarity (difflib ratio) and exact match of the completion's first line against
 the deleted text. All variants run on the same cursors in one run, so their ratios compare.
 """
 
@@ -25,7 +25,7 @@ import torch
 import engine
 import infill
 from bench.bench_lsp import cursors
-from lsp_server import filler
+from lsp_server.completion import filler
 from lsp_server.options import Options
 
 

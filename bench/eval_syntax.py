@@ -3,7 +3,7 @@
   python -m bench.eval_syntax [--model DIR] [--limit N] [--canvas 32] [--candidates 1]
 
 For each task, with a fixed canvas C chosen by the system (never the gold length):
-  raw       model.infill(prompt, suffix, canvas=C), inserted verbatim;
+  raw       model.infill(prompt, suffix, InfillParams(canvas=C)), inserted verbatim;
   pipeline  infill.complete() on the file as an editor holds it while the line is being written
             (prompt + an empty line + suffix, cursor on the empty line, automatic trigger), its
             Filler calling the same model.infill with canvas C (InfillOptions(canvas=C, max_tokens=C)).
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import tree_sitter
 
+from engine.params import InfillParams
 from infill import Document, InfillOptions, complete
 from infill.languages import ts_language
 from infill.syntax import count_errors
@@ -75,7 +76,9 @@ def pipeline_middle(model, task: dict, canvas: int, candidates: int) -> tuple[st
     doc = Document(prompt + "\n" + suffix, "python")
 
     def fill(prefix: str, suffix: str, canvas: int, max_canvas: int, single_line: bool) -> tuple[str, float]:
-        r = model.infill(prefix, suffix, canvas=canvas, max_canvas=max_canvas, single_line=single_line)
+        params = InfillParams(canvas=canvas, single_line=single_line,
+                              max_canvas=max_canvas if model.capabilities.grows else None)
+        r = model.infill(prefix, suffix, params)
         return r.text, r.confidence
 
     options = InfillOptions(canvas=canvas, max_tokens=canvas, candidates=candidates, context_tokens=8192)
@@ -89,7 +92,7 @@ def pipeline_middle(model, task: dict, canvas: int, candidates: int) -> tuple[st
 
 def evaluate(model, task: dict, canvas: int, candidates: int) -> dict:
     t0 = time.perf_counter()
-    raw = model.infill(task["prompt"], task["suffix"], canvas=canvas).text
+    raw = model.infill(task["prompt"], task["suffix"], InfillParams(canvas=canvas)).text
     t1 = time.perf_counter()
     piped, kind = pipeline_middle(model, task, canvas, candidates)
     t2 = time.perf_counter()

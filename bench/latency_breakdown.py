@@ -2,8 +2,9 @@
 
     python -m bench.latency_breakdown [--stdlib 40] [--project SDIST ...] [--cases 40] [--options JSON]
 
-Runs the server's own pipeline in this process, as its engine thread does (lsp_server.filler.complete on an
-infill.Document, the repository memory fed as the server feeds it), with timers wrapped around each stage:
+Runs the server's own pipeline in this process, as its engine thread does
+(lsp_server.completion.filler.complete on an infill.Document, the repository memory fed as the server feeds
+it), with timers wrapped around each stage:
 
 - `memory_cut`: the memory's update of the document cut at the cursor;
 - `syntax`, `span`, `context` (with `count_tokens`, the tokenizer calls that fit the context to its budget),
@@ -35,7 +36,8 @@ import infill  # noqa: E402
 import infill.pipeline as pipeline  # noqa: E402
 from bench.bench_lsp import cursors  # noqa: E402
 from bench.eval_memory import cases, project_files  # noqa: E402
-from lsp_server import filler  # noqa: E402
+from lsp_server import models  # noqa: E402
+from lsp_server.completion import filler  # noqa: E402
 from lsp_server.options import parse  # noqa: E402
 
 STAGES = ["memory_cut", "syntax", "span", "context", "count_tokens", "check", "rank", "post", "ids", "prior",
@@ -83,12 +85,12 @@ def instrument(model, timers: Timers) -> None:
     full_timed, window = timers.wrap("forward_full", call), timers.wrap("forward_window", call)
 
     def forward(self, canvas, step):
-        is_full = self.cache is None or step % self.refresh == 0
+        is_full = generate.full_forward_due(step, self.refresh)
         return (full_timed if is_full else window)(self, canvas, step)
 
     generate.CanvasLogits.__call__ = forward
     memory.MemoryPrior.__call__ = timers.wrap("prior", memory.MemoryPrior.__call__)
-    lm.DiffusionLM.memory_prior = timers.wrap("prior", lm.DiffusionLM.memory_prior)
+    lm.DiffusionLM.prior_for = timers.wrap("prior", lm.DiffusionLM.prior_for)
     ids = lm.DiffusionLM.context_ids
 
     def context_ids(self, prefix, suffix, canvas):
@@ -99,9 +101,9 @@ def instrument(model, timers: Timers) -> None:
     lm.DiffusionLM.context_ids = timers.wrap("ids", context_ids)
     infill_timed = timers.wrap("engine", lm.DiffusionLM.infill)
 
-    def engine_infill(self, prefix, suffix, **kwargs):
-        timers.counts["canvas"] += kwargs["canvas"]
-        return infill_timed(self, prefix, suffix, **kwargs)
+    def engine_infill(self, prefix, suffix, params, cancel=None):
+        timers.counts["canvas"] += params.canvas
+        return infill_timed(self, prefix, suffix, params, cancel)
 
     lm.DiffusionLM.infill = engine_infill
     model.count_tokens = timers.wrap("count_tokens", model.count_tokens)
@@ -110,7 +112,7 @@ def instrument(model, timers: Timers) -> None:
 
 def run_case(model, options, timers: Timers, name: str, text: str, offset: int, settle_s: float = 0) -> dict:
     doc = infill.Document(text, "python")  # parsed at didOpen, before the request: not timed
-    model.memory.index.set(name, text.encode("utf-8", "replace"))  # the worker's update at didOpen
+    model.memory.update(name, text)  # the worker's update at didOpen
     time.sleep(settle_s)  # the idle CPU an editor's request finds (bench_lsp's --settle-ms)
     timers.reset()
     t0, cpu0 = time.perf_counter(), time.thread_time()
@@ -157,7 +159,7 @@ def main() -> int:
     options, invalid = parse(json.loads(args.options))
     if invalid:
         p.error("; ".join(invalid))
-    model = filler.load(options.model)
+    model = models.load(options.model)
     timers = Timers()
     instrument(model, timers)
     filler.complete(model, infill.Document("def f(a):\n    return a\n", "python"), 21, options, invoked=True)
@@ -178,9 +180,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as fh:
         for label, items, files in sets:
-            model.memory.index.clear()
+            model.memory.clear()
             for name, text in files.items():  # the workspace, as the server reads it
-                model.memory.index.set(name, text.encode("utf-8", "replace"))
+                model.memory.update(name, text)
             rows = [run_case(model, options, timers, *item, args.settle_ms / 1000) for item in items]
             for row in rows:
                 fh.write(json.dumps({"set": label, "options": args.options, **row}) + "\n")

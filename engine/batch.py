@@ -28,13 +28,15 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from engine.errors import Cancelled
-from engine.generate import Denoising, middle_of, shifted_rows, window_start
+from engine.api import InfillResult, InfillStats
+from engine.errors import Cancelled, Unsupported
+from engine.generate import CanvasLayout, Denoising, full_forward_due, middle_of
+from engine.job import InfillJob
 from engine.kv_cache import SlotCache
-from engine.lm import DEFAULT_REFRESH, DiffusionLM, InfillJob, InfillResult, InfillStats, check_count
-from engine.memory import MemoryConfig, RepositoryMemory
+from engine.lm import DiffusionLM
+from engine.memory import RepositoryMemory
+from engine.params import DEFAULT_REFRESH, InfillParams
 from engine.quantize import rows_apart
-from engine.sample import SamplerConfig
 
 PADDING = 1.1  # a full forward's padded tokens at most this many times its real ones (engine.batch.by_length)
 
@@ -43,38 +45,24 @@ PADDING = 1.1  # a full forward's padded tokens at most this many times its real
 class InfillRequest:
     """One infill (see DiffusionLM.infill). `deadline` is a time.monotonic() value: past it the request
     leaves with engine.Cancelled. `extra`: (name, text) sources of this request's own repository memory,
-    mixed in with `memory` (None, or no sources: no memory); requests never share a memory."""
+    mixed in where params.memory is set; requests never share a memory. params.cache and params.refresh are
+    the batcher's, not the request's."""
 
     prefix: str
     suffix: str
-    canvas: int = 32
-    max_canvas: int | None = None
-    single_line: bool = False
-    sampler: SamplerConfig | None = None
-    seed: int = 0
+    params: InfillParams = InfillParams()
     deadline: float | None = None
-    memory: MemoryConfig | None = MemoryConfig()
     extra: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("prefix", "suffix"):
             if not isinstance(getattr(self, name), str):
                 _bad(name, getattr(self, name), "a str")
-        for name in ("canvas", "max_canvas"):
-            value = getattr(self, name)
-            if (value is not None or name == "canvas") and not _count(value):
-                _bad(name, value, "an integer >= 1" + (" or None" if name == "max_canvas" else ""))
-        if not isinstance(self.single_line, bool):
-            _bad("single_line", self.single_line, "a bool")
-        if self.sampler is not None and not isinstance(self.sampler, SamplerConfig):
-            _bad("sampler", self.sampler, "a SamplerConfig or None")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            _bad("seed", self.seed, "an integer")
+        if not isinstance(self.params, InfillParams):
+            _bad("params", self.params, "an InfillParams")
         real = isinstance(self.deadline, (int, float)) and not isinstance(self.deadline, bool)
         if self.deadline is not None and not (real and math.isfinite(self.deadline)):
             _bad("deadline", self.deadline, "a time.monotonic() value or None")
-        if self.memory is not None and not isinstance(self.memory, MemoryConfig):
-            _bad("memory", self.memory, "a MemoryConfig or None")
         pairs = isinstance(self.extra, (tuple, list)) and all(
             isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p)
             for p in self.extra
@@ -82,10 +70,6 @@ class InfillRequest:
         if not pairs:
             _bad("extra", self.extra, "a tuple of (name, text) pairs of str")
         object.__setattr__(self, "extra", tuple(tuple(p) for p in self.extra))  # lists become the tuples
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _bad(field: str, value: object, expected: str) -> None:
@@ -129,13 +113,8 @@ class _Row:
         job = pending.job
         self.ticket, self.job, self.t0, self.slot = pending.ticket, job, pending.t0, slot
         self.ids = torch.tensor(job.sequence(model.special.mask), device=model.device)  # [L]
-        self.start, self.end = len(job.before), len(job.before) + job.canvas
-        shift = model.model.cfg.shift
-        self.window = window_start(self.start, shift)
-        self.full_rows = shifted_rows(self.start, self.end, shift)  # [n] output rows of a full forward
-        self.window_rows = shifted_rows(self.start, self.end, shift, offset=self.window)
-        self.state = Denoising(job.canvas, model.special, job.sampler, job.generator, model.device, job.stops,
-                               job.prior, job.first_alone)
+        self.at = CanvasLayout.of(job.start, job.start + job.canvas, model.model.cfg.shift)
+        self.state = Denoising.for_job(job, model.special, model.device)
         self.first: float | None = None  # perf_counter at its first forward
         self.rows_seen = 0  # summed batch sizes of its forwards
 
@@ -154,11 +133,13 @@ class Batcher:
 
     def __init__(self, model: DiffusionLM, max_batch: int = 16, cache: bool | None = None,
                  refresh: int = DEFAULT_REFRESH, padding: float = PADDING):
-        if not isinstance(model, DiffusionLM):
-            raise ValueError(f"Batcher serves masked-diffusion checkpoints (DiffusionLM), not "
-                             f"{type(model).__name__}; call its infill one request at a time")
-        check_count("max_batch", max_batch)
-        check_count("refresh", refresh)
+        if not getattr(getattr(model, "capabilities", None), "batching", False):
+            family = getattr(getattr(model, "family", None), "name", type(model).__name__)
+            raise Unsupported(f"Batcher: {family} is not batched (capabilities.batching is False); call its "
+                              "infill one request at a time")
+        InfillParams(refresh=refresh)  # one line for a bad refresh
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
         if not padding >= 1:
             raise ValueError(f"padding must be >= 1 (padded tokens per real token), got {padding!r}")
         self.model, self.max_batch, self.refresh, self.padding = model, max_batch, refresh, padding
@@ -185,18 +166,11 @@ class Batcher:
         if not isinstance(request, InfillRequest):
             raise ValueError(f"Batcher.submit takes an InfillRequest, got {type(request).__name__}")
         t0 = time.perf_counter()
-        # the request's own texts, never the model's memory (another user's); with none, only the
-        # checkpoint's corpus index votes, if it has one and it is weighted
+        # the request's own texts, never the model's memory (another user's)
         own = RepositoryMemory()
-        for name, text in request.extra if request.memory is not None else ():
+        for name, text in request.extra if request.params.memory is not None else ():
             own.update(name, text)
-        weighted = request.memory is not None and request.memory.corpus_weight > 0
-        index = own.index if own or (self.model.corpus is not None and weighted) else None
-        job = self.model.prepare(
-            request.prefix, request.suffix, canvas=request.canvas, max_canvas=request.max_canvas,
-            sampler=request.sampler, seed=request.seed, single_line=request.single_line,
-            memory=request.memory, index=index,
-        )
+        job = self.model.prepare(request.prefix, request.suffix, request.params, own)
         ticket = Ticket(request, self)
         with self._cond:
             if self._closed:
@@ -307,8 +281,8 @@ class Batcher:
         # a growing canvas changes the sequence's length every step: served by itself (engine/expand.py)
         ticket, start = pending.ticket, time.perf_counter()
         try:
-            result = self.model.run(pending.job, None, self.refresh,
-                                    lambda: self._closed or ticket._why_leave() is not None, pending.t0)
+            result = self.model.run(pending.job, lambda: self._closed or ticket._why_leave() is not None,
+                                    pending.t0)
         except Cancelled:
             self._resolve(ticket, error=Cancelled(ticket._why_leave() or "the batcher is closed"))
             return
@@ -329,9 +303,10 @@ class Batcher:
         if not self._rows:
             return
         for row in self._rows:
-            row.ids[row.start : row.end] = row.state.tokens
+            row.ids[row.at.start : row.at.end] = row.state.tokens
         # a full forward where the unbatched loop (CanvasLogits) runs one: no cache, or the row's refresh
-        due = [r for r in self._rows if self._slots is None or r.state.forwards % self.refresh == 0]
+        refresh = None if self._slots is None else self.refresh
+        due = [r for r in self._rows if full_forward_due(r.state.forwards, refresh)]
         rest = [r for r in self._rows if r not in due]
         try:
             logits = {}
@@ -370,7 +345,7 @@ class Batcher:
         for b, row in enumerate(rows):
             ids[b, : row.length] = row.ids
             real[b, : row.length] = True
-        reads = _gather_rows([r.full_rows for r in rows], device)  # [B, R]
+        reads = _gather_rows([r.at.full_rows for r in rows], device)  # [B, R]
         padded = any(r.length != width for r in rows)
         mask = real if padded else None  # rows of one length: exactly the unbatched forward
         self._counted(rows)
@@ -388,7 +363,7 @@ class Batcher:
         # cache), so rows that had a full forward this step ride along as padding only
         assert self._slots is not None
         device, n = self.model.device, len(self._rows)
-        width = max(r.end - r.window for r in rows)
+        width = max(r.at.end - r.at.window for r in rows)
         keys = max(r.length for r in self._rows)
         ids = torch.full((n, width), self.model.special.pad, dtype=torch.long, device=device)
         positions = torch.full((n, width), self._slots.scratch, dtype=torch.long, device=device)
@@ -396,11 +371,11 @@ class Batcher:
         for row in self._rows:
             real[row.slot, : row.length] = True
         for row in rows:
-            w = row.end - row.window
-            ids[row.slot, :w] = row.ids[row.window : row.end]
-            positions[row.slot, :w] = torch.arange(row.window, row.end, device=device)
+            w = row.at.end - row.at.window
+            ids[row.slot, :w] = row.ids[row.at.window : row.at.end]
+            positions[row.slot, :w] = torch.arange(row.at.window, row.at.end, device=device)
         by_slot = {r.slot: r for r in rows}
-        reads = _gather_rows([by_slot[s].window_rows if s in by_slot else torch.zeros(1, dtype=torch.long)
+        reads = _gather_rows([by_slot[s].at.window_rows if s in by_slot else torch.zeros(1, dtype=torch.long)
                               for s in range(n)], device)
         mask = real if any(r.length != keys for r in self._rows) else None
         self._counted(rows)

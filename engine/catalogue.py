@@ -12,10 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from engine.config import ModelConfig
-from engine.fit import GB, need, parameters
 from engine.hub import repo_id_of
 
 
@@ -47,6 +44,8 @@ class Entry:
 
     @property
     def parameters(self) -> int:
+        from engine.fit import parameters  # torch: only for the memory figures, not for find()
+
         return sum(parameters(self.shape)[::2])
 
 
@@ -120,6 +119,10 @@ def lines() -> list[str]:
 
 
 def _row(e: Entry) -> tuple[str, ...]:
+    import torch
+
+    from engine.fit import GB, need
+
     s = e.sampler
     sampler = f"{s.confidence} T={s.temperature:g} top-p={s.top_p:g}" + (" gumbel" if s.gumbel else "")
     sampler += f" blocks={s.block_size}" if s.block_size else ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.memory import NO_MATCH, SEP, Match, MemoryConfig, _longest
+from engine.memory import NO_MATCH, SEP, Match, MemoryConfig, longest_match
 
 INDEX_FILE = "memory.txt.xz"
 
@@ -111,7 +111,7 @@ class CorpusIndex:
     def match_left(self, context: bytes, cfg: MemoryConfig, limit: int | None = None) -> Match:
         """The longest suffix of `context` that occurs, with occurrences where something follows it."""
         context = context[-cfg.max_length :].split(SEP)[-1]
-        best = _longest(lambda k: self.count(context[len(context) - k :]) > 0, 0, len(context))
+        best = longest_match(lambda k: self.count(context[len(context) - k :]) > 0, 0, len(context))
         while best > 0:
             piece = context[len(context) - best :]
             starts = self._starts(piece, limit or cfg.max_occurrences)
@@ -124,7 +124,7 @@ class CorpusIndex:
     def match_right(self, context: bytes, cfg: MemoryConfig, limit: int | None = None) -> Match:
         """The longest prefix of `context` that occurs, with occurrences where something precedes it."""
         context = context[: cfg.max_length].split(SEP)[0]
-        best = _longest(lambda k: self.count(context[:k]) > 0, 0, len(context))
+        best = longest_match(lambda k: self.count(context[:k]) > 0, 0, len(context))
         while best > 0:
             starts = self._starts(context[:best], limit or cfg.max_occurrences)
             at = tuple((0, s) for s in starts if self.data[s - 1] != SEP[0])

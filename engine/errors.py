@@ -14,8 +14,13 @@ class DoesNotFit(CheckpointError):
 
 
 class DeviceUnavailable(ValueError):
-    """A device this machine does not have (engine.lm.check_device); the message names it."""
+    """A device this machine does not have (engine.registry.check_device); the message names it."""
 
 
 class Cancelled(Exception):
     """Raised inside the denoising loop when the caller's cancel() returns True."""
+
+
+class Unsupported(ValueError):
+    """A request for something the model's family does not do (engine.api.Capabilities); the message names
+    the field."""

@@ -14,31 +14,28 @@ from collections.abc import Callable
 import torch
 
 from engine.errors import Cancelled
-from engine.generate import Prior, shifted_rows
+from engine.generate import only_first, shifted_rows
+from engine.job import InfillJob
 from engine.model import Transformer
-from engine.sample import SamplerConfig, block_eligible, propose, select
+from engine.sample import block_eligible, propose, select
 from engine.tokenizer import SpecialTokens
 
 
 def denoise_expand(
     model: Transformer,
-    before: list[int],
-    after: list[int],
-    canvas: int,
-    max_canvas: int,
+    job: InfillJob,
     special: SpecialTokens,
-    sampler: SamplerConfig,
-    generator: torch.Generator | None,
     cancel: Callable[[], bool] | None = None,
-    ends: frozenset[int] = frozenset(),
-    prior: Prior | None = None,
 ) -> tuple[list[int], float, int, int]:
     """Returns the middle ids, its mean confidence, the forward count and the largest canvas used.
 
-    `ends`: tokens that end the middle, kept, once no mask is left before them (a single line's newline);
-    the model's own stop tokens keep DreamOn's meaning here: delete this position."""
+    The job's newline ids (a single line's) end the middle, kept, once no mask is left before them; the
+    model's own stop tokens keep DreamOn's meaning here: delete this position."""
     assert special.expand is not None, "denoise_expand needs a checkpoint with an expand token"
     device = model.embed.weight.device
+    canvas, max_canvas = job.canvas, job.params.widest
+    sampler, generator, prior, ends = job.sampler, job.generator, job.prior, job.newline
+    before, after = job.before, job.after
     window = [special.mask] * canvas
     confs: list[float] = [0.0] * canvas
     forwards, widest = 0, canvas
@@ -58,7 +55,8 @@ def denoise_expand(
         if prior is not None:
             logits = prior(logits, torch.tensor(window, device=device), masked)
         x0, conf = propose(logits, sampler, generator)
-        commit = select(conf, block_eligible(masked, sampler.block_size), sampler).tolist()
+        eligible = only_first(block_eligible(masked, sampler.block_size), masked, job.first_alone)
+        commit = select(conf, eligible, sampler).tolist()
         x0, conf = x0.tolist(), conf.tolist()
         new_window, new_confs = [], []
         for i, token in enumerate(window):

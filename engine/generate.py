@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from engine.errors import Cancelled
+from engine.job import InfillJob
 from engine.kv_cache import KVCache
 from engine.model import Transformer
+from engine.prior import Prior
 from engine.sample import SamplerConfig, block_eligible, num_transfer_tokens, propose, select
 from engine.tokenizer import SpecialTokens
 
 # (canvas tokens [L], forward index) -> logits for the canvas rows [L, V], already shifted
 LogitsFn = Callable[[Tensor, int], Tensor]
-# (logits [L, V], canvas tokens [L], masked [L]) -> logits [L, V] with outside knowledge mixed in (memory.py)
-Prior = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def shifted_rows(start: int, end: int, shift: bool, offset: int = 0) -> Tensor:
@@ -33,32 +34,60 @@ def window_start(start: int, shift: bool) -> int:
     return max(start - 1, 0) if shift else start
 
 
-class CanvasLogits:
-    """Logits for the canvas of one sequence, with an optional approximate cache of the fixed context.
+@dataclass(frozen=True)
+class CanvasLayout:
+    """Where a canvas sits in its sequence and which output rows predict it, for a full forward (every
+    position) and for a window forward (from `window` to the canvas's end, against cached context)."""
 
-    Without a cache every call is a full forward (exact). With one, a full forward every `refresh` calls
-    fills the cache; in between only the canvas window is recomputed against the cached context keys.
+    start: int
+    end: int
+    window: int
+    full_rows: Tensor  # [L] output rows of a full forward
+    window_rows: Tensor  # [L] output rows of a window forward
+
+    @classmethod
+    def of(cls, start: int, end: int, shift: bool) -> CanvasLayout:
+        window = window_start(start, shift)
+        return cls(start, end, window, shifted_rows(start, end, shift),
+                   shifted_rows(start, end, shift, offset=window))
+
+
+def full_forward_due(step: int, refresh: int | None) -> bool:
+    """Whether the forward for denoising step `step` runs over the whole sequence: always without a context
+    cache (refresh None), else every `refresh` steps, which (re)fills the cache."""
+    return refresh is None or step % refresh == 0
+
+
+class CanvasLogits:
+    """Logits for the canvas of one sequence [1, T], with an optional approximate cache of the fixed context.
+
+    refresh None: every call is a full forward (exact). Otherwise a full forward every `refresh` calls fills
+    the cache; in between only the canvas window is recomputed against the cached context keys.
     """
 
-    def __init__(self, model: Transformer, ids: Tensor, start: int, end: int, cache: bool, refresh: int):
-        self.model, self.ids, self.start, self.end, self.refresh = model, ids, start, end, refresh
-        shift = model.cfg.shift
-        self.window = window_start(start, shift)
-        self.full_rows = shifted_rows(start, end, shift)
-        self.window_rows = shifted_rows(start, end, shift, offset=self.window)
+    def __init__(self, model: Transformer, ids: Tensor, start: int, end: int, refresh: int | None):
+        self.model, self.ids, self.refresh = model, ids, refresh
+        self.layout = CanvasLayout.of(start, end, model.cfg.shift)
         cfg, p = model.cfg, model.embed.weight
         self.cache = (
             KVCache(cfg.num_layers, 1, cfg.num_kv_heads, ids.shape[1], cfg.head_dim, p.dtype, p.device)
-            if cache
+            if refresh is not None
             else None
         )
 
+    @classmethod
+    def for_job(cls, model: Transformer, job: InfillJob, mask: int) -> CanvasLogits:
+        ids = torch.tensor([job.sequence(mask)], device=model.embed.weight.device)
+        refresh = None if job.params.cache is False else job.params.refresh
+        return cls(model, ids, job.start, job.start + job.canvas, refresh)
+
     def __call__(self, canvas: Tensor, step: int) -> Tensor:
-        self.ids[0, self.start : self.end] = canvas
-        if self.cache is None or step % self.refresh == 0:
-            return self.model(self.ids, 0, self.cache, rows=self.full_rows)[0].float()
-        window = self.ids[:, self.window : self.end]
-        return self.model(window, self.window, self.cache, rows=self.window_rows)[0].float()
+        at = self.layout
+        self.ids[0, at.start : at.end] = canvas
+        if full_forward_due(step, self.refresh):
+            return self.model(self.ids, 0, self.cache, rows=at.full_rows)[0].float()
+        window = self.ids[:, at.window : at.end]
+        return self.model(window, at.window, self.cache, rows=at.window_rows)[0].float()
 
 
 def stop_rules(logits: Tensor, masked: Tensor, stops: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,6 +112,16 @@ def eligible_positions(masked: Tensor, deferred: Tensor, block_size: int | None)
     first = torch.zeros_like(masked)  # everything left wants to stop early: fill the leftmost hole
     first[int(masked.int().argmax())] = True
     return first
+
+
+def only_first(eligible: Tensor, masked: Tensor, alone: bool) -> Tensor:
+    # a healed first position (engine/heal.py) is committed before any other: what follows depends on which
+    # of the tokens that extend the typed text it is
+    if not alone or not bool(masked[0]):
+        return eligible
+    only = torch.zeros_like(eligible)
+    only[0] = True
+    return only
 
 
 def step_schedule(length: int, sampler: SamplerConfig) -> list[int] | None:
@@ -116,9 +155,7 @@ class Denoising:
         first_alone: bool = False,
     ):
         self.special, self.sampler, self.generator, self.prior = special, sampler, generator, prior
-        # the first position is committed before any other: it holds a healed token (engine/heal.py), and
-        # what follows depends on which of the tokens that extend the typed text it is
-        self.first_alone = first_alone
+        self.first_alone = first_alone  # see only_first()
         self.tokens = torch.full((length,), special.mask, dtype=torch.long, device=device)  # [L]
         self.conf = torch.zeros(length, device=device)  # [L] commit probabilities
         self.masked = torch.ones(length, dtype=torch.bool, device=device)  # [L]
@@ -126,6 +163,11 @@ class Denoising:
                                   device=device)
         self.schedule = step_schedule(length, sampler)
         self.forwards = 0
+
+    @classmethod
+    def for_job(cls, job: InfillJob, special: SpecialTokens, device: torch.device | str) -> Denoising:
+        return cls(job.canvas, special, job.sampler, job.generator, device, job.stops, job.prior,
+                   job.first_alone)
 
     @property
     def done(self) -> bool:
@@ -139,10 +181,8 @@ class Denoising:
         x0, conf = propose(logits, self.sampler, self.generator)
         schedule = self.schedule
         n_fixed = schedule[min(self.forwards, len(schedule) - 1)] if schedule else None
-        eligible = eligible_positions(self.masked, deferred, self.sampler.block_size)
-        if self.first_alone and bool(self.masked[0]):
-            eligible = torch.zeros_like(eligible)
-            eligible[0] = True
+        eligible = only_first(eligible_positions(self.masked, deferred, self.sampler.block_size),
+                               self.masked, self.first_alone)
         commit = select(conf, eligible, self.sampler, n_fixed)
         self.forwards += 1
         self.tokens = torch.where(commit, x0, self.tokens)
@@ -155,26 +195,14 @@ class Denoising:
             self.masked[first + 1 :] = False
 
 
-def denoise(
-    logits_fn: LogitsFn,
-    length: int,
-    special: SpecialTokens,
-    sampler: SamplerConfig,
-    generator: torch.Generator | None,
-    cancel: Callable[[], bool] | None = None,
-    device: torch.device | str = "cpu",
-    stops: frozenset[int] | None = None,
-    prior: Prior | None = None,
-    first_alone: bool = False,
-) -> tuple[Tensor, Tensor, int]:
-    """Denoise `length` masks; returns canvas tokens [L], commit confidences [L] and the forward count
-    (see Denoising)."""
-    state = Denoising(length, special, sampler, generator, device, stops, prior, first_alone)
+def denoise(state: Denoising, logits_fn: LogitsFn, cancel: Callable[[], bool] | None = None) -> Denoising:
+    """Step `state` with `logits_fn` until every position is committed; cancel() is polled before each
+    forward and raises engine.errors.Cancelled."""
     while not state.done:
         if cancel is not None and cancel():
             raise Cancelled()
         state.step(logits_fn(state.tokens, state.forwards))
-    return state.tokens, state.conf, state.forwards
+    return state
 
 
 def middle_of(tokens: Tensor, conf: Tensor, special: SpecialTokens) -> tuple[list[int], float]:

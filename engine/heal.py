@@ -14,12 +14,10 @@ The completion then starts with the healed text, which the document already has:
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
-import torch
 from torch import Tensor
 
-from engine.generate import Prior
+from engine.prior import Prior
+from engine.tokenizer import Vocabulary
 
 
 def heal(prefix: str) -> tuple[str, str]:
@@ -37,44 +35,6 @@ def unheal(text: str, healed: str) -> str:
     if not healed:
         return text
     return text[len(healed) :] if text.startswith(healed) else text.lstrip(" \t")
-
-
-class Vocabulary:
-    """Token texts sorted, to find every token that starts with a given text. `texts[i]` is id i's text;
-    ids in `skip` (special tokens) and texts that are not whole characters never match."""
-
-    def __init__(self, texts: list[str], skip: frozenset[int]):
-        self.size = len(texts)
-        pairs = sorted((t, i) for i, t in enumerate(texts) if i not in skip and t and "\ufffd" not in t)
-        self._texts = [t for t, _ in pairs]
-        self._ids = [i for _, i in pairs]
-        self._text_of = dict(zip(self._ids, self._texts))
-        self._allowed: dict[str, Tensor] = {}
-
-    def starting_with(self, text: str) -> list[int]:
-        lo = bisect_left(self._texts, text)
-        hi = lo
-        while hi < len(self._texts) and self._texts[hi].startswith(text):
-            hi += 1
-        return self._ids[lo:hi]
-
-    def text(self, token: int) -> str | None:
-        return self._text_of.get(token)
-
-    def extended(self, token: int) -> bool:
-        """Whether some other token's text starts with this token's text."""
-        text = self.text(token)
-        return text is not None and len(self.starting_with(text)) > 1
-
-    def allowed(self, text: str) -> Tensor:
-        """[V] bool: the tokens a canvas healed of `text` may start with (kept per text)."""
-        if text not in self._allowed:
-            mask = torch.zeros(self.size, dtype=torch.bool)
-            mask[self.starting_with(text)] = True
-            if len(self._allowed) >= 4096:
-                self._allowed.clear()
-            self._allowed[text] = mask
-        return self._allowed[text]
 
 
 def heal_token(prefix: str, ids: list[int], vocab: Vocabulary) -> tuple[str, str]:

@@ -116,7 +116,7 @@ def _check_names(files: dict[str, Path], wanted: set[str], family: Family, folde
         )
 
 
-def _read_tensor(path: Path, name: str, handles: dict) -> torch.Tensor:
+def read_tensor(path: Path, name: str, handles: dict) -> torch.Tensor:
     try:
         if path not in handles:
             handles[path] = safe_open(path, "pt")  # memory-mapped
@@ -135,7 +135,7 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
     state, handles = {}, {}
     for ours, theirs in mapping.items():
         names = (theirs,) if isinstance(theirs, str) else theirs
-        parts = [_read_tensor(files[n], n, handles) for n in names]
+        parts = [read_tensor(files[n], n, handles) for n in names]
         tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         if tensor.shape != params[ours].shape:
             shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in zip(names, parts))

@@ -22,69 +22,18 @@ occurs), then one more find in the rest unless it holds a longer one, then the o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from engine.params import MemoryConfig
+
 SEP = b"\xff"  # between sources and at a cursor; never in UTF-8, so no match crosses it
 CONTINUATION_BYTES = 24  # text taken after (or before) an occurrence to tokenize for the vote
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    """How the memory's counts are mixed into the model's probabilities at a masked position:
-    p = (1 - w) * p_model + w * p_memory, with w = weight * n^2 / (n^2 + half_length^2) * c / (c + k) for a
-    match of n bytes seen c times; a left and a right match each get their own w, summing to at most
-    `weight`."""
-
-    # defaults from bench/eval_memory.py on two held-out projects (README): with this small network the memory
-    # should decide wherever it has a match
-    weight: float = 0.97
-    half_length: float = 8.0  # match length (bytes) at which w reaches half of `weight`
-    min_length: int = 4  # shorter matches say little about code
-    count_prior: float = 0.2  # k: how much a match seen once is trusted less than one seen often
-    max_length: int = 256
-    max_occurrences: int = 32  # counted per match: the most recently remembered first
-    right: bool = True  # also match the known canvas tokens right of a masked position
-    # the checkpoint's corpus index (engine/corpus_index.py), where the project's memory has less to say:
-    # w = corpus_weight * n^2 / (n^2 + corpus_half_length^2) * c / (c + corpus_count_prior), times what the
-    # project's own match leaves (1 - w_project / weight); 0 turns it off. Off by default: 0.5 did not
-    # help on three development projects (README, "Corpus index")
-    corpus_weight: float = 0.0
-    corpus_half_length: float = 16.0
-    corpus_min_length: int = 8
-    corpus_count_prior: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.weight < 1:
-            raise ValueError(f"MemoryConfig.weight must be in [0, 1), got {self.weight!r}")
-        if self.half_length <= 0:
-            raise ValueError(f"MemoryConfig.half_length must be > 0, got {self.half_length!r}")
-        if not 1 <= self.min_length <= self.max_length:
-            raise ValueError("MemoryConfig needs 1 <= min_length <= max_length")
-        if not 0 <= self.corpus_weight < 1:
-            raise ValueError(f"MemoryConfig.corpus_weight must be in [0, 1), got {self.corpus_weight!r}")
-        if self.corpus_half_length <= 0 or self.corpus_min_length < 1 or self.corpus_count_prior < 0:
-            raise ValueError("MemoryConfig needs corpus_half_length > 0, corpus_min_length >= 1 and "
-                             "corpus_count_prior >= 0")
-        if self.max_occurrences < 1:
-            raise ValueError(f"MemoryConfig.max_occurrences must be >= 1, got {self.max_occurrences!r}")
-
-    def mix_weight(self, length: int, count: int) -> float:
-        if length < self.min_length or count == 0:
-            return 0.0
-        return (
-            self.weight * length**2 / (length**2 + self.half_length**2) * count / (count + self.count_prior)
-        )
-
-    def corpus_mix_weight(self, length: int, count: int) -> float:
-        if length < self.corpus_min_length or count == 0:
-            return 0.0
-        h, k = self.corpus_half_length, self.corpus_count_prior
-        return self.corpus_weight * length**2 / (length**2 + h**2) * count / (count + k)
 
 
 @dataclass(frozen=True)
@@ -185,7 +134,7 @@ class TextIndex:
         blinds = (self.blind() if side > 0 else range(0), range(0))
         best = 0
         for data, blind in zip(segments, blinds):  # the newest first: the rest is only searched for longer
-            best = _longest(lambda k: _find_all(data, piece(k), side, 1, blind), best, limit)
+            best = longest_match(lambda k: _find_all(data, piece(k), side, 1, blind), best, limit)
         if best == 0:
             return NO_MATCH
         at: list[tuple[int, int]] = []
@@ -207,7 +156,7 @@ def _find_all(data: bytes, needle: bytes, side: int, limit: int, blind: range = 
     return out
 
 
-def _longest(occurs: Callable[[int], list[int]], known: int, limit: int) -> int:
+def longest_match(occurs: Callable[[int], list[int]], known: int, limit: int) -> int:
     """The largest k in [known, limit] with an occurrence of length k (`known` needs none): occurrence is
     monotone in k. One search when nothing longer than `known` occurs; galloping up, then bisecting."""
     if known >= limit or not occurs(known + 1):
@@ -252,6 +201,13 @@ class RepositoryMemory:
 
     def __bool__(self) -> bool:
         return self.index.size > 0
+
+    def clear(self) -> None:
+        self.index.clear()
+
+    def limit(self, max_bytes: int) -> None:
+        """The most bytes kept; the least recently updated sources go first, at the next update."""
+        self.index.max_bytes = max_bytes
 
     def report(self) -> dict:
         return {
@@ -312,10 +268,10 @@ class MemoryPrior:
             while q > 0 and known[q - 1] and ids[q - 1] not in self.skip:
                 q -= 1
             left = (self.prefix if q == 0 else b"") + self.decode(ids[q:p]).encode("utf-8", "replace")
-            own = self.chain(left, p, known, best, votes, agreed, self.left_vote)
+            own = self.chain(left, p, known, best, votes, agreed, "left")
             if self.corpus is not None:
                 # the corpus fills in what the project's match leaves open, from the run's first position on
-                self.chain(left, p, known, best, votes, agreed, self.corpus_vote, own)
+                self.chain(left, p, known, best, votes, agreed, "corpus", own)
         if self.cfg.right:
             for p in range(length - 1):
                 if known[p] or not known[p + 1] or ids[p + 1] in self.skip:
@@ -368,70 +324,76 @@ class MemoryPrior:
         return out
 
     def vote(
-        self, side: str, context: bytes, parent: tuple[bytes, bytes] | None = None
+        self, source: str, context: bytes, parent: tuple[bytes, bytes] | None = None
     ) -> tuple[float, Counter]:
-        """(mix weight, counts of the token voted for) for a left or right context. `parent` (a shorter left
-        context and the bytes added to it) lets a chain extend the match found one step before instead of
-        searching the whole memory again."""
-        key = (side, context)
+        """(mix weight, counts of the token voted for) for a context: "left" (the known text before a masked
+        position, in this memory), "right" (the known text after it) or "corpus" (left, in the checkpoint's
+        corpus index). `parent` (a shorter left context and the bytes added to it) lets a chain extend the
+        match found one step before instead of searching the whole memory again."""
+        key = (source, context)
         if key not in self._matches:
-            m = NO_MATCH
-            if parent is not None and ("left", parent[0]) in self._matches:
-                piece = parent[1]
-                if self.healed and parent[0] == self.prefix:
-                    # that match already covers the healed text, which the canvas's first token starts with
-                    piece = piece[len(self.healed) :] if piece.startswith(self.healed) else None
-                if piece is not None:
-                    m = self._matches["left", parent[0]].extend(piece)
+            m = self._extended(parent) if source == "left" and parent is not None else NO_MATCH
             if m.count == 0:
-                find = self.index.match_left if side == "left" else self.index.match_right
-                m = find(self.typed(context) if side == "left" else context, self.cfg)
+                if source == "right":
+                    m = self.index.match_right(context, self.cfg)
+                else:
+                    where = self.index if source == "left" else self.corpus
+                    m = where.match_left(self.typed(context), self.cfg)
             self._matches[key] = m
-            self._votes[key] = self.count(m, side, context)
-        counts = self._votes[key]
-        return self.cfg.mix_weight(
-            self._matches[key].length, self._matches[key].count if counts else 0
-        ), counts
+            self._votes[key] = self.count(m, "right" if source == "right" else "left", context)
+        m, counts = self._matches[key], self._votes[key]
+        weight = self.cfg.corpus_mix_weight if source == "corpus" else self.cfg.mix_weight
+        return weight(m.length, m.count if counts else 0), counts
+
+    def _extended(self, parent: tuple[bytes, bytes]) -> Match:
+        # the left match of the shorter context, extended by the bytes a chain step added
+        shorter, piece = parent
+        if ("left", shorter) not in self._matches:
+            return NO_MATCH
+        if self.healed and shorter == self.prefix:
+            # that match already covers the healed text, which the canvas's first token starts with
+            if not piece.startswith(self.healed):
+                return NO_MATCH
+            piece = piece[len(self.healed) :]
+        return self._matches["left", shorter].extend(piece)
+
+    def follow(self, context: bytes, source: str = "left") -> Iterator[tuple[float, Counter, int]]:
+        """(weight, counts, most voted token) along the memory's most voted continuation of a left
+        `context`, each step assuming the token before; ends where the memory has nothing to say."""
+        parent = None
+        while True:
+            weight, counts = self.vote(source, context, parent)
+            if weight <= 0:
+                return
+            token = counts.most_common(1)[0][0]
+            yield weight, counts, token
+            piece = self.decode([token]).encode("utf-8", "replace")
+            context, parent = context + piece, (context, piece)
 
     def chain(self, left: bytes, p: int, known: list[bool], best: list[int],
-              votes: dict[int, list[tuple[float, Counter]]], agreed: list[int],
-              vote: Callable[..., tuple[float, Counter]],
+              votes: dict[int, list[tuple[float, Counter]]], agreed: list[int], source: str,
               own: dict[int, float] | None = None) -> dict[int, float]:
-        """Votes from `left` on along the masked run starting at p, each step assuming the previous step's
-        most voted token; returns the weight given per position. With `own` (another source's weights)
-        the weights are scaled by what that source leaves, and a position it decides alone is skipped."""
-        context, parent, agreeing, given = left, None, True, {}
+        """Votes from `left` on along the masked run starting at p (see follow); returns the weight given per
+        position. With `own` (another source's weights) the weights are scaled by what that source leaves,
+        and a position it decides alone is skipped."""
+        agreeing, given, steps = True, {}, self.follow(left, source)
         for r in range(p, len(known)):
-            if known[r]:
+            step = None if known[r] else next(steps, None)
+            if step is None:
                 break
-            w, counts = vote(context, parent)
+            w, counts, token = step
             if own is not None:
                 w *= 1.0 - own.get(r, 0.0) / self.cfg.weight
             if w <= 0:
                 break
             votes.setdefault(r, []).append((w, counts))
             given[r] = w
-            token = counts.most_common(1)[0][0]
             # where both sources pick the same token, all along the chain from its known start, the
             # token is committed now (confidence 1): the remembered line lands in few forwards
             agreeing = agreeing and best[r] == token
             if agreeing:
                 agreed.append(r)
-            piece = self.decode([token]).encode("utf-8", "replace")
-            context, parent = context + piece, (context, piece)
         return given
-
-    def left_vote(self, context: bytes, parent: tuple[bytes, bytes] | None = None) -> tuple[float, Counter]:
-        return self.vote("left", context, parent)
-
-    def corpus_vote(self, context: bytes, parent: tuple[bytes, bytes] | None = None) -> tuple[float, Counter]:
-        key = ("corpus", context)
-        if key not in self._matches:
-            m = self.corpus.match_left(self.typed(context), self.cfg)
-            self._matches[key] = m
-            self._votes[key] = self.count(m, "left", context)
-        m, counts = self._matches[key], self._votes[key]
-        return self.cfg.corpus_mix_weight(m.length, m.count if counts else 0), counts
 
     def typed(self, context: bytes) -> bytes:
         # the text before the cursor as typed: the healed prefix gets its healed text back
@@ -479,18 +441,11 @@ class MemoryPrior:
 
 
 def recall(prior: MemoryPrior, max_tokens: int, stops: frozenset[int]) -> list[int]:
-    """The memory's own guess, no network: left to right, the most frequent voted token while the match is
-    at least min_length long, until a stop token or max_tokens."""
+    """The memory's own guess, no network: left to right, the most voted token while the match is at least
+    min_length long, until a stop token or max_tokens."""
     out: list[int] = []
-    context, parent = prior.prefix, None
-    while len(out) < max_tokens:
-        weight, counts = prior.vote("left", context, parent)
-        if weight == 0:
-            break
-        token = counts.most_common(1)[0][0]
+    for _, _, token in islice(prior.follow(prior.prefix), max_tokens):
         out.append(token)
         if token in stops:
             break
-        piece = prior.decode([token]).encode("utf-8", "replace")
-        context, parent = context + piece, (context, piece)
     return out

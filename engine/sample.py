@@ -8,47 +8,10 @@ device; None falls back to torch's global RNG).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-CONFIDENCE_KINDS = ("confidence", "margin", "entropy", "random")
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    confidence: str = "confidence"  # "confidence" (top-1 p) | "margin" (p1 - p2) | "entropy" | "random"
-    temperature: float = 0.0  # 0 = argmax
-    top_p: float = 1.0  # nucleus mass kept when sampling (T > 0)
-    top_k: int = 0  # 0 = off; only when sampling (T > 0)
-    gumbel: bool = False  # LLaDA proposal: argmax(logits + T * Gumbel) in float64, conf from softmax(logits)
-    threshold: float | None = 0.9  # Fast-dLLM: commit every eligible conf > threshold (at least the top one)
-    tokens_per_step: int = 1  # committed per forward (with a threshold: at least this many)
-    block_size: int | None = None  # semi-autoregressive blocks over the canvas; None = whole canvas
-    steps: int | None = None  # LLaDA schedule: per-step counts from num_transfer_tokens (per block)
-
-    def __post_init__(self) -> None:
-        if self.confidence not in CONFIDENCE_KINDS:
-            _bad("confidence", self.confidence, f"one of {', '.join(CONFIDENCE_KINDS)}")
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            _bad("temperature", self.temperature, "a finite number >= 0")
-        if not 0 < self.top_p <= 1:
-            _bad("top_p", self.top_p, "in (0, 1]")
-        if self.top_k < 0:
-            _bad("top_k", self.top_k, ">= 0 (0 = off)")
-        if self.threshold is not None and not 0 < self.threshold <= 1:
-            _bad("threshold", self.threshold, "in (0, 1] or None")
-        for name in ("tokens_per_step", "block_size", "steps"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                _bad(name, value, "an integer >= 1" + ("" if name == "tokens_per_step" else " or None"))
-
-
-def _bad(field: str, value: object, expected: str) -> None:
-    raise ValueError(f"SamplerConfig.{field} must be {expected}, got {value!r}")
-
+from engine.params import SamplerConfig
 
 # ---- proposal: one candidate token and one confidence per masked position
 

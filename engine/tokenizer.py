@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer as HFTokenizer
+from torch import Tensor
 
 from engine.errors import CheckpointError
 
@@ -22,7 +25,7 @@ class SpecialTokens:
     stops: frozenset[int]  # any of these inside the canvas ends the middle
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
@@ -41,7 +44,7 @@ def _token_text(value) -> str | None:
 ENCODE_CACHE = 1 << 16  # texts (of at most a line each: a few MB)
 
 
-def _first_id(value) -> int | None:
+def first_id(value) -> int | None:
     if isinstance(value, list):
         return value[0] if value else None
     return value
@@ -57,8 +60,8 @@ class Tokenizer:
         except Exception as e:  # the tokenizers library raises a bare Exception on malformed files
             raise CheckpointError(f"{path}: cannot be read by tokenizers ({e})") from None
         side = {
-            **_read_json(folder / "special_tokens_map.json"),
-            **_read_json(folder / "tokenizer_config.json"),
+            **read_json(folder / "special_tokens_map.json"),
+            **read_json(folder / "tokenizer_config.json"),
         }
         self.special = self._resolve(config, side, mask_names, folder)
         self._encoded: dict[str, list[int]] = {}  # encode_batch's answers
@@ -78,7 +81,7 @@ class Tokenizer:
                 f"{folder}: no mask token (config.json has no mask_token_id and tokenizer_config.json "
                 "names none)"
             )
-        eos = _first_id(config.get("eos_token_id"))
+        eos = first_id(config.get("eos_token_id"))
         eos = eos if eos is not None else self._named(side, "eos_token")
         if eos is None:
             raise CheckpointError(f"{folder}: no end-of-text token (config.json eos_token_id or eos_token)")
@@ -89,7 +92,7 @@ class Tokenizer:
         expand = expand if expand is not None else self.hf.token_to_id("<|expand|>")
         dlm_pad = self.hf.token_to_id("<|dlm_pad|>")  # DiffuCoder pads the answer tail with it
         stops = frozenset(i for i in (eos, pad, dlm_pad) if i is not None)
-        return SpecialTokens(mask, eos, pad, _first_id(config.get("bos_token_id")), expand, stops)
+        return SpecialTokens(mask, eos, pad, first_id(config.get("bos_token_id")), expand, stops)
 
     @cached_property
     def newline_ids(self) -> frozenset[int]:
@@ -98,11 +101,9 @@ class Tokenizer:
         return frozenset(i for i, text in enumerate(texts) if "\n" in text)
 
     @cached_property
-    def vocabulary(self):
+    def vocabulary(self) -> Vocabulary | None:
         """Every token's text, sorted (engine/heal.py), or None where tokens' texts do not simply concatenate
         (a tokenizer whose decoder drops or adds spaces per call): prompt healing needs them to."""
-        from engine.heal import Vocabulary
-
         ids = list(range(self.vocab_size))
         texts = self.hf.decode_batch([[i] for i in ids], skip_special_tokens=False)
         special = self.special
@@ -148,3 +149,41 @@ class Tokenizer:
     @property
     def pad_id(self) -> int:
         return self.special.pad
+
+
+class Vocabulary:
+    """Token texts sorted, to find every token that starts with a given text. `texts[i]` is id i's text;
+    ids in `skip` (special tokens) and texts that are not whole characters never match."""
+
+    def __init__(self, texts: list[str], skip: frozenset[int]):
+        self.size = len(texts)
+        pairs = sorted((t, i) for i, t in enumerate(texts) if i not in skip and t and "\ufffd" not in t)
+        self._texts = [t for t, _ in pairs]
+        self._ids = [i for _, i in pairs]
+        self._text_of = dict(zip(self._ids, self._texts))
+        self._allowed: dict[str, Tensor] = {}
+
+    def starting_with(self, text: str) -> list[int]:
+        lo = bisect_left(self._texts, text)
+        hi = lo
+        while hi < len(self._texts) and self._texts[hi].startswith(text):
+            hi += 1
+        return self._ids[lo:hi]
+
+    def text(self, token: int) -> str | None:
+        return self._text_of.get(token)
+
+    def extended(self, token: int) -> bool:
+        """Whether some other token's text starts with this token's text."""
+        text = self.text(token)
+        return text is not None and len(self.starting_with(text)) > 1
+
+    def allowed(self, text: str) -> Tensor:
+        """[V] bool: the tokens a canvas healed of `text` may start with (kept per text)."""
+        if text not in self._allowed:
+            mask = torch.zeros(self.size, dtype=torch.bool)
+            mask[self.starting_with(text)] = True
+            if len(self._allowed) >= 4096:
+                self._allowed.clear()
+            self._allowed[text] = mask
+        return self._allowed[text]

@@ -31,8 +31,11 @@ import infill
 from infill import refactor
 from infill.refactor import HOLE
 
-from . import convert, filler
-from .options import REMOTE_URL, TOKEN, Options, parse
+from . import models
+from .completion import filler
+from .models import REMOTE_URL, TOKEN
+from .options import Options, parse
+from .protocol import convert
 
 FILL_HELP = f"""Fill every hole in FILE, first to last, each seeing the holes filled before it. A hole is the
 marker {HOLE} (change it with --marker) placed where code is missing: at the end of a line to finish it,
@@ -81,8 +84,8 @@ def parser() -> argparse.ArgumentParser:
     fill.add_argument("--marker", default=HOLE, help=f"hole marker (default {HOLE})")
     fill.add_argument("--in-place", action="store_true", help="write the result back to FILE")
     fill.set_defaults(run=cmd_fill)
-    models = sub.add_parser("models", help="list the public checkpoints known to work, with their settings")
-    models.set_defaults(run=cmd_models)
+    listing = sub.add_parser("models", help="list the public checkpoints known to work, with their settings")
+    listing.set_defaults(run=cmd_models)
     team = sub.add_parser("team-server", help="serve completions to a team over HTTP (Ray Serve: pip install "
                           "'unmask[team]')", description=TEAM_HELP)
     team.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -151,11 +154,15 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def load(opts):
-    """filler.load; a model the user got wrong (folder, Hub id, device, too big to fit) is one line."""
+    """models.load; a model the user got wrong (folder, Hub id, device, too big to fit) is one line."""
     from engine import CheckpointError, DeviceUnavailable  # CheckpointError: HubError and DoesNotFit too
 
+    if opts.remote is not None:
+        from .remote.remote import RemoteModel
+
+        return RemoteModel(opts.remote, opts.token)
     try:
-        return filler.load(opts)
+        return models.load(opts)
     except (CheckpointError, DeviceUnavailable) as e:
         raise SystemExit(f"unmask: {e}") from None
 
@@ -163,7 +170,7 @@ def load(opts):
 @contextmanager
 def remote_errors():
     """A team server that does not answer, or refuses, is one line."""
-    from .remote import RemoteError
+    from .remote.remote import RemoteError
 
     try:
         yield

@@ -3,6 +3,9 @@ workspace/didChangeConfiguration).
 
 `parse(raw, base)` never fails: each invalid or unknown value falls back to `base` and yields a one-line
 message naming the option.
+
+The `model` group (ModelOptions) is models.py's: the team server reads it there without importing infill,
+which this module's defaults come from.
 """
 
 from __future__ import annotations
@@ -17,16 +20,14 @@ from msgspec import UNSET, Meta, UnsetType
 from infill import InfillOptions
 from infill.refactor import HOLE
 
+from .models import REMOTE_URL, TOKEN, ModelOptions
+
 _INFILL = InfillOptions()
 Positive = Annotated[int, Meta(ge=1)]
 Probability = Annotated[float, Meta(gt=0, le=1)]
 # "at `$.completion.maxTokens`" or "at `$.languages[...]`" in msgspec's ValidationError messages
 _PATH = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[\.\.\.\])?`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
-# a team server (lsp_server/remote.py): http(s), a host and maybe a port and a path; no credentials in it
-_HOST = r"([A-Za-z0-9._~\-]+|\[[0-9A-Fa-f:.]+\])(:\d+)?"  # a name or an IPv4 or [IPv6] address, a port
-REMOTE_URL = rf"^https?://{_HOST}(/[^\s?#]*)?$"
-TOKEN = r"^[!-~]+$"  # visible ASCII: it goes into an HTTP header as it is
 # what a pattern's failure says instead of msgspec's "Expected `str` matching regex '...'"
 _EXPECTED = {REMOTE_URL: "expected an http:// or https:// URL such as http://gpu-box:8000",
              TOKEN: "expected visible ASCII characters without spaces"}
@@ -37,26 +38,12 @@ class _Options(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
     pass
 
 
-class ModelOptions(_Options):
-    # a checkpoint folder or a Hugging Face id `org/name[@revision]` (engine/hub.py); None: the embedded model
-    path: str | None = None
-    device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
-    threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
-    # int8: linear layers in int8; auto: int8 on a CPU without native bf16, for small models
-    # (engine/quantize.py)
-    quantize: Literal["none", "int8", "auto"] = "auto"
-    # a team server's URL: completions are denoised there (POST {remote}/v1/infill), the rest stays here;
-    # the options above are then the team server's business
-    remote: Annotated[str, Meta(pattern=REMOTE_URL)] | None = None
-    token: Annotated[str, Meta(pattern=TOKEN)] | None = None  # sent as `Authorization: Bearer <token>`
-
-
 # engine.SamplerConfig's defaults except `tokens_per_step` (tests check this). An editor waits on every
 # suggestion, so the server commits at least three positions per forward: with the embedded model on this
 # project's 2-core CPU, through the server on five projects outside the corpus, whole-line p50 135 instead of
 # 168 ms and p95 532 instead of 715, rest of line 79 instead of 89 ms, exact match 15.0 / 29.0% instead of
-# 15.5 / 28.0% (one line case fewer, two rest cases more of 200 each; `python -m bench.eval_server`, README).
+# 15.5 / 28.0% (one line case fewer, two rest cases more of 200 each; `python -m bench.eval_server`,
+# bench/RESULTS.md).
 # Two instead of one had cut forwards from 7.9 to 5.2 per single-line completion (`bench.eval_options`).
 SAMPLER_DEFAULTS = dict(confidence="confidence", temperature=0.0, top_p=1.0, top_k=0, gumbel=False,
                         threshold=0.9, tokens_per_step=3, block_size=None, steps=None)
@@ -86,7 +73,7 @@ class CompletionOptions(_Options):
     max_tokens: Positive = _INFILL.max_tokens
     max_lines: Positive = _INFILL.max_lines
     # None: CPU_CONTEXT_TOKENS on the CPU, where every forward costs in proportion to the context, else
-    # infill's default (1536); always capped by what the model can see (lsp_server/filler.py)
+    # infill's default (1536); always capped by what the model can see (lsp_server/completion/filler.py)
     context_tokens: Positive | None = None
     candidates: Positive = _INFILL.candidates
     canvas: Positive | None = (
@@ -115,7 +102,7 @@ class MemoryOptions(_Options):
 
 
 class ActionsOptions(_Options):
-    """The code actions (lsp_server/actions.py)."""
+    """The code actions (lsp_server/actions/)."""
 
     hole_marker: Annotated[str, Meta(min_length=1)] = HOLE  # what *Fill holes* fills (`unmask fill --marker`)
 

@@ -1,11 +1,22 @@
 """What a request to the engine thread came to: one type per outcome, so the server matches on which one
-happened. A completion ends in a `Suggestion` (cache.py) or one of the types below; a model load in
+happened. A completion ends in a `Suggestion` or one of the other types below; a model load in
 `Loaded` or `LoadFailed`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """What the model offers at the cursor."""
+
+    lead: str  # text just before the cursor that `text` replaces
+    trail: str  # text just after the cursor that `text` replaces
+    text: str
+    kind: str
+    confidence: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +30,7 @@ class Superseded:
 
 
 @dataclass(frozen=True, slots=True)
-class Cancelled:
+class Interrupted:
     """The engine stopped at the request's cancel flag ($/cancelRequest or a newer request)."""
 
 
@@ -31,25 +42,26 @@ class NoModel:
 @dataclass(frozen=True, slots=True)
 class Unreachable:
     """The team server gave no answer (down, timed out, a 5xx, still loading its model); asked again after a
-    backoff (remote.py). The message is one line for the user."""
+    backoff (remote/remote.py). The message is one line for the user."""
 
     message: str
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class RemoteRefused:
     """The team server answered no: 401/403 (the token) or another 4xx (a request it cannot take)."""
 
     message: str
 
 
-Trouble = Unreachable | Refused  # a remote model's, reported in unmask/status and once per outage
-Unanswered = Superseded | Cancelled | NoModel | Unreachable | Refused  # no answer this time: nothing to cache
+Trouble = Unreachable | RemoteRefused  # a remote model's, reported in unmask/status and once per outage
+# no answer this time: nothing to cache
+Unanswered = Superseded | Interrupted | NoModel | Unreachable | RemoteRefused
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    description: dict  # the status fields of the model (filler.describe, RemoteModel.describe)
+    description: dict  # the status fields of the model (models.describe, RemoteModel.describe)
     trouble: Trouble | None = None  # a remote model whose server did not answer yet: asked again later
 
 

@@ -1,9 +1,10 @@
 """The language server: one pygls server object, one handler per method.
 
 Handlers run on the asyncio loop and never wait for the model: completions go through the Scheduler to the
-engine thread (worker.py), document changes are applied at once. Capabilities: incremental text sync,
-`textDocument/inlineCompletion`, `unmask/status`, and `textDocument/completion` (one item with a textEdit)
-(option completion.items: true, the default; false; null: only to clients without inline completion).
+engine thread (completion/worker.py), document changes are applied at once. Capabilities: incremental text
+sync, `textDocument/inlineCompletion`, `unmask/status`, and `textDocument/completion` (one item with a
+textEdit) (option completion.items: true, the default; false; null: only to clients without inline
+completion).
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 
-from . import __version__, actions, convert, framing, probe, strict, workspace
-from .cache import PREFIX_CHARS, SUFFIX_CHARS, Suggestion, SuggestionCache
-from .documents import DocumentText, OpenDocument
+from . import __version__
+from .actions import actions
+from .completion.cache import PREFIX_CHARS, SUFFIX_CHARS, SuggestionCache
+from .completion.progress import LoadProgress
+from .completion.scheduler import Scheduler
+from .completion.worker import Worker
+from .documents import probe, workspace
+from .documents.documents import DocumentText, OpenDocument
 from .options import Options, merge, parse
-from .outcomes import LoadFailed, Refused, Trouble, Unanswered
-from .progress import LoadProgress
-from .protocol import UnmaskProtocol
-from .scheduler import Scheduler
+from .outcomes import LoadFailed, RemoteRefused, Suggestion, Trouble, Unanswered
+from .protocol import convert, framing, strict
+from .protocol.protocol import UnmaskProtocol
 from .status import ModelState, Status
-from .worker import Worker
 
 log = logging.getLogger(__name__)
 STATUS = "unmask/status"
@@ -147,7 +151,7 @@ class UnmaskServer(LanguageServer):
         user is told once when an outage begins (not per request) and, in the log, when it ends."""
         if isinstance(outcome, Trouble):
             if self.status.remote_failed(outcome) and tell:
-                refused = isinstance(outcome, Refused)
+                refused = isinstance(outcome, RemoteRefused)
                 kind = types.MessageType.Error if refused else types.MessageType.Warning
                 then = "" if refused else "; completions resume when it answers"
                 self.window_show_message(types.ShowMessageParams(kind, f"unmask: {outcome.message}{then}"))

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from engine.lm import check_device
+from engine.registry import check_device
 from tests.checkpoints import write_dream_checkpoint
 
 

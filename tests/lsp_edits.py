@@ -1,5 +1,5 @@
-"""The client's side of incremental sync, written apart from lsp_server/convert.py: a document model that
-applies LSP edits, and hypothesis strategies that draw edits against it.
+"""The client's side of incremental sync, written apart from lsp_server/protocol/convert.py: a document model
+that applies LSP edits, and hypothesis strategies that draw edits against it.
 
 Positions count UTF-16 code units by default (or UTF-8 bytes, or code points); lines end at "\\r\\n", "\\r"
 or "\\n" and nowhere else (not at U+2028 or U+0085, which str.splitlines would split at). A character past

@@ -1,5 +1,6 @@
 """engine/batch.py: batched answers equal unbatched ones; rows join, leave and respect max_batch."""
 
+import dataclasses
 import time
 
 import pytest
@@ -8,8 +9,10 @@ import torch
 import engine
 from engine import quantize
 from engine.batch import Batcher, InfillRequest
+from engine.errors import Unsupported
 from engine.kv_cache import KVCache, SlotCache
 from engine.memory import MemoryConfig, RepositoryMemory
+from engine.params import InfillParams
 from engine.sample import SamplerConfig
 
 PROJECT = (
@@ -27,15 +30,21 @@ def model(tiny_checkpoint):
 def requests() -> list[InfillRequest]:
     code = "import os\nimport sys\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n"
     return [
-        InfillRequest("def add(a, b):\n    return ", "\n", canvas=6),
-        InfillRequest(code * 3, "\n        self.y = y\n", canvas=12, sampler=SLOW, single_line=True),
-        InfillRequest("for i in range(10):\n    ", "\n    print(i)\n" * 4, canvas=9, seed=3,
-                      sampler=SamplerConfig(temperature=1.0, top_p=0.9, threshold=None, tokens_per_step=2)),
-        InfillRequest("x = ", "", canvas=5, seed=7, sampler=SamplerConfig(temperature=0.7, gumbel=True,
-                                                                          confidence="margin")),
-        InfillRequest("def area(rect):\n    return rect.width * ", "\n", canvas=10, single_line=True,
-                      extra=(("rect.py", PROJECT), ("other.py", code)), memory=MemoryConfig(weight=0.9)),
-        InfillRequest(code, "\n" + code, canvas=16, sampler=SamplerConfig(block_size=4, steps=8), extra=(
+        InfillRequest("def add(a, b):\n    return ", "\n", InfillParams(canvas=6)),
+        InfillRequest(code * 3, "\n        self.y = y\n",
+                InfillParams(canvas=12, sampler=SLOW, single_line=True)),
+        InfillRequest("for i in range(10):\n    ", "\n    print(i)\n" * 4,
+                InfillParams(canvas=9, seed=3, sampler=SamplerConfig(
+                    temperature=1.0, top_p=0.9, threshold=None, tokens_per_step=2))),
+        InfillRequest("x = ", "",
+                InfillParams(canvas=5, seed=7, sampler=SamplerConfig(temperature=0.7, gumbel=True,
+                                                                          confidence="margin"))),
+        InfillRequest("def area(rect):\n    return rect.width * ", "\n",
+                InfillParams(canvas=10, single_line=True, memory=MemoryConfig(weight=0.9)),
+                extra=(("rect.py", PROJECT), ("other.py", code))),
+        InfillRequest(code, "\n" + code,
+                InfillParams(canvas=16, sampler=SamplerConfig(block_size=4, steps=8), memory=MemoryConfig()),
+                extra=(
             ("rect.py", PROJECT),)),
     ]
 
@@ -45,11 +54,8 @@ def alone(model, request: InfillRequest, cache: bool = False, refresh: int = 8):
     model.memory = RepositoryMemory()
     for name, text in request.extra:
         model.memory.update(name, text)
-    return model.infill(
-        request.prefix, request.suffix, canvas=request.canvas, max_canvas=request.max_canvas,
-        sampler=request.sampler, seed=request.seed, single_line=request.single_line, cache=cache,
-        refresh=refresh, memory=request.memory,
-    )
+    return model.infill(request.prefix, request.suffix,
+                        dataclasses.replace(request.params, cache=cache, refresh=refresh))
 
 
 def same(a, b) -> bool:
@@ -76,7 +82,7 @@ def test_padded_batch_logits_equal_each_row_alone(model):
 
 def test_slot_cache_windows_equal_the_single_row_cache(model):
     # each row's window against its slot equals CanvasLogits' window against a one-row KVCache
-    net, cfg = model.model, model.model.cfg
+    net, cfg = model.model, model.config
     lengths, windows = [9, 15], [(3, 7), (5, 12)]
     rows = [torch.randint(2, 250, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
     slots = SlotCache(cfg.num_layers, 4, cfg.num_kv_heads, cfg.head_dim, torch.float32, "cpu")
@@ -124,7 +130,7 @@ def test_batched_answers_equal_unbatched_ones_with_the_cache(model):
 
 @pytest.mark.parametrize("cache", [False, True])
 def test_a_request_joining_mid_denoising_gets_its_unbatched_answer(model, cache):
-    first = InfillRequest("import os\n" * 20, "\n", canvas=40, sampler=SLOW)
+    first = InfillRequest("import os\n" * 20, "\n", InfillParams(canvas=40, sampler=SLOW))
     late = requests()[2]
     with Batcher(model, max_batch=4, cache=cache, padding=float("inf")) as batcher:
         a = batcher.submit(first)
@@ -138,13 +144,13 @@ def test_a_request_joining_mid_denoising_gets_its_unbatched_answer(model, cache)
 
 
 def test_cancelled_and_late_requests_leave_and_the_others_finish(model):
-    long = InfillRequest("import os\n" * 20, "\n", canvas=40, sampler=SLOW)
+    long = InfillRequest("import os\n" * 20, "\n", InfillParams(canvas=40, sampler=SLOW))
     keep = requests()[:2]
     with Batcher(model, max_batch=8, cache=False) as batcher:
         tickets = [batcher.submit(r) for r in keep]
         doomed = batcher.submit(long)
-        late = batcher.submit(InfillRequest("x = ", "\n", canvas=300, sampler=SLOW,
-                                            deadline=time.monotonic() + 0.1))
+        late = batcher.submit(InfillRequest("x = ", "\n",
+                InfillParams(canvas=300, sampler=SLOW), deadline=time.monotonic() + 0.1))
         expired = batcher.submit(InfillRequest("y = ", "\n", deadline=time.monotonic() - 1))
         while batcher.stats()["forwards"] < 2:
             time.sleep(0.001)
@@ -170,7 +176,8 @@ def test_max_batch_is_respected(model, max_batch):
 
 def test_close_cancels_what_is_left(model):
     batcher = Batcher(model, max_batch=1, cache=False)
-    tickets = [batcher.submit(InfillRequest("import os\n", "\n", canvas=40, sampler=SLOW)) for _ in range(3)]
+    tickets = [batcher.submit(InfillRequest("import os\n", "\n",
+            InfillParams(canvas=40, sampler=SLOW))) for _ in range(3)]
     batcher.close()
     for t in tickets:
         with pytest.raises(engine.Cancelled):
@@ -185,32 +192,36 @@ def test_close_cancels_what_is_left(model):
     ("memory", 0.9), ("extra", "a.py"), ("extra", (("a.py",),)), ("extra", {"a.py": "x"}),
 ])
 def test_bad_request_fields_name_the_field(field, value):
-    fields = {"prefix": "x = ", "suffix": "\n", field: value}
-    with pytest.raises(ValueError, match=rf"^InfillRequest\.{field} must be"):
-        InfillRequest(**fields)
+    owner = "InfillRequest" if field in ("prefix", "suffix", "deadline", "extra") else "InfillParams"
+    with pytest.raises(ValueError, match=rf"^{owner}\.{field} must be"):
+        if owner == "InfillRequest":
+            InfillRequest(**{"prefix": "x = ", "suffix": "\n", field: value})
+        else:
+            InfillRequest("x = ", "\n", InfillParams(**{field: value}))
 
 
 def test_requests_and_batchers_the_model_cannot_serve_are_refused(model):
-    assert InfillRequest("a", "b", extra=[["a.py", "x"]]).extra == (("a.py", "x"),)
+    assert InfillRequest("a", "b",
+            InfillParams(memory=MemoryConfig()), extra=[["a.py", "x"]]).extra == (("a.py", "x"),)
     with pytest.raises(ValueError, match="^max_batch must be an integer >= 1"):
         Batcher(model, max_batch=0)
     with pytest.raises(ValueError, match="^padding must be >= 1"):
         Batcher(model, padding=0.5)
-    with pytest.raises(ValueError, match="not object"):
+    with pytest.raises(Unsupported, match="object is not batched"):
         Batcher(object())
     with Batcher(model) as batcher:
         with pytest.raises(ValueError, match="^canvas 600 does not fit"):
-            batcher.submit(InfillRequest("a", "b", canvas=600))
+            batcher.submit(InfillRequest("a", "b", InfillParams(canvas=600)))
 
 
 def test_growing_canvas_checkpoints_are_served_one_at_a_time(tmp_path):
     from tests.checkpoints import write_dream_checkpoint
 
     dreamon = engine.load_model(write_dream_checkpoint(tmp_path, extra_specials=("<|expand|>",)))
-    reqs = [InfillRequest("x = ", "\n", canvas=4, max_canvas=8, sampler=SLOW), requests()[0]]
+    reqs = [InfillRequest("x = ", "\n", InfillParams(canvas=4, max_canvas=8, sampler=SLOW)), requests()[0]]
     with Batcher(dreamon, max_batch=4) as batcher:
         got = batcher.run(reqs)
-    want = [dreamon.infill("x = ", "\n", canvas=4, max_canvas=8, sampler=SLOW),
+    want = [dreamon.infill("x = ", "\n", InfillParams(canvas=4, max_canvas=8, sampler=SLOW)),
             alone(dreamon, reqs[1], cache=True)]
     assert all(same(w, g) for w, g in zip(want, got))
 
@@ -221,10 +232,13 @@ def test_requests_never_see_the_model_memory_nor_each_other(model):
     model.memory.update("someone-else.py", PROJECT)
     cfg = MemoryConfig(weight=0.99)
     with Batcher(model, max_batch=4, cache=False) as batcher:
-        bare, own = batcher.run([InfillRequest(prefix, "\n", canvas=10, single_line=True, memory=cfg),
-                                 InfillRequest(prefix, "\n", canvas=10, single_line=True, memory=cfg,
-                                               extra=(("rect.py", PROJECT),))])
-    assert same(bare, model.infill(prefix, "\n", canvas=10, single_line=True, cache=False, memory=None))
+        bare, own = batcher.run([InfillRequest(prefix, "\n",
+                InfillParams(canvas=10, single_line=True, memory=cfg)),
+                                 InfillRequest(prefix, "\n",
+                                         InfillParams(canvas=10, single_line=True, memory=cfg),
+                                         extra=(("rect.py", PROJECT),))])
+    assert same(bare, model.infill(prefix, "\n",
+            InfillParams(canvas=10, single_line=True, cache=False, memory=None)))
     assert own.text == "self.height" != bare.text  # its own memory, and only its own
 
 

@@ -3,7 +3,7 @@ import pytest
 from engine import SamplerConfig, hub
 from engine.catalogue import CATALOGUE, find, lines
 from engine.families import FAMILIES
-from lsp_server.filler import sampler_config
+from lsp_server.models import sampler_config
 from lsp_server.options import SAMPLER_DEFAULTS, SamplerOptions
 from tests.test_hub import write_hub_cache
 

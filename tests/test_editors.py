@@ -1,6 +1,7 @@
 """Editor clients (editors/) against the real server: headless Neovim running the repository's plugin,
-VS Code's protocol library (vscode-languageserver-protocol) from editors/vscode, the extension's own build
-and settings, and the Helix snippet."""
+headless Emacs running eglot with the repository's configuration (editors/README.md), VS Code's protocol
+library (vscode-languageserver-protocol) from editors/vscode, the extension's own build and settings, and
+the Helix snippet."""
 
 import json
 import os
@@ -85,6 +86,38 @@ def test_neovim_code_action_commands_change_only_their_range(tiny_checkpoint, tm
     assert not any("<|fill|>" in line for line in filled)
     assert filled[0].startswith("total = ") and filled[0] != "total = "
     assert filled[1:3] == holes[1:3] and filled[-2:] == holes[-2:]
+
+
+@pytest.mark.skipif(shutil.which("emacs") is None,
+                    reason="emacs not installed (apt-get install -y emacs-nox elpa-eglot)")
+def test_emacs_eglot_completion(tiny_checkpoint, tmp_path):
+    report_file = tmp_path / "report.json"
+    emacs = ["emacs", "--batch", "-Q", "-l", "tests/editors/emacs_completion.el"]
+    # eglot starts the server in the project's root (a temporary folder); it still runs this checkout's code
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    proc = run(emacs, tiny_checkpoint, UNMASK_REPORT=str(report_file), PYTHONPATH=path)
+    assert report_file.exists(), f"emacs wrote no report (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    r = json.loads(report_file.read_text())
+    assert r.get("error") is None, (r["error"], r.get("stderr"))
+    assert tuple(map(int, r["emacs"].split(".")[:2])) >= (28, 1) and r["eglot"], (r["emacs"], r["eglot"])
+    # editors/README.md's eglot configuration, its program pointed at this Python, the model added
+    assert r["configured"].startswith("((python-mode python-ts-mode) \"python3\" \"-m\" \"lsp_server\"")
+    assert r["major_mode"] == "python-mode" and r["connected"] and r["server_name"] == "unmask"
+    assert r["completion_provider"]["triggerCharacters"] and r["inline_completion_provider"] is None
+    assert r["capf"], "eglot-completion-at-point is not in completion-at-point-functions"
+    # its initializationOptions reached the server: the README's maxLines, the model path
+    status = r["status"]
+    assert status["state"] == "ready" and status["family"] == "dream", status
+    assert status["model"]["path"] == str(tiny_checkpoint) and status["completion"]["maxLines"] == 8
+
+    # 1. the capf's candidates at the end of "    return " (column 11)
+    assert r["column"] == 11
+    assert r["candidates"] and all(c.strip() for c in r["candidates"]), r["candidates"]
+    # 2. completion-at-point inserted it through the item's textEdit; the other lines are as they were
+    line, lines = r["line"], r["lines"]
+    assert line.startswith("    return ") and len(line.rstrip()) > len("    return "), line
+    assert lines[0] == "def add(a, b):" and lines[-3:] == ["", "print(add(1, 2))", ""], lines
+    assert r["shutdown"] is True
 
 
 GHOST_CASES = {  # tests/editors/nvim_ghost.lua: what is drawn (row, col, text, virtual lines), then accepted

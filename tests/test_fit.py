@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import engine
+import engine.registry
 from engine import fit, quantize
 from engine.model import Transformer
 from engine.quantize import quantized_names
@@ -50,9 +51,9 @@ def test_available_memory():
 
 
 def test_a_model_that_fits_loads(tiny_checkpoint, monkeypatch):
-    cfg = engine.load_model(tiny_checkpoint).model.cfg
+    cfg = engine.load_model(tiny_checkpoint).config
     monkeypatch.setattr(fit, "available_bytes", lambda device: fit.need(cfg, torch.float32).total)
-    assert engine.load_model(tiny_checkpoint, dtype="float32").model.cfg == cfg
+    assert engine.load_model(tiny_checkpoint, dtype="float32").config == cfg
 
 
 def test_a_model_that_cannot_fit_is_refused_before_loading(tiny_checkpoint, monkeypatch):
@@ -61,7 +62,7 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(tiny_checkpoint, monk
     def never(*args, **kwargs):
         raise AssertionError("weights were read")
 
-    monkeypatch.setattr(engine.lm, "load_transformer", never)
+    monkeypatch.setattr(engine.registry, "load_transformer", never)
     with pytest.raises(engine.DoesNotFit) as e:
         engine.load_model(tiny_checkpoint, dtype="float32")
     message = str(e.value)
@@ -71,7 +72,7 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(tiny_checkpoint, monk
 
 
 def test_the_refusal_names_what_would_fit(tiny_checkpoint, monkeypatch):
-    cfg = engine.load_model(tiny_checkpoint).model.cfg
+    cfg = engine.load_model(tiny_checkpoint).config
     int8 = fit.need(cfg, torch.bfloat16, "int8").total
     assert int8 < fit.need(cfg, torch.bfloat16).total
     monkeypatch.setattr(fit, "available_bytes", lambda device: int8)

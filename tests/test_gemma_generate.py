@@ -44,7 +44,7 @@ def test_temperature_schedule_and_entropy_bound():
 def test_one_step_equals_the_reference_step(model, gemma_checkpoint):
     # same canvas, same self-conditioning, same seed: same samples, acceptance, noise and argmax
     ref = gemma_checkpoint[1]
-    vocab = model.model.cfg.vocab_size
+    vocab = model.config.vocab_size
     prompt = prompt_of(vocab)
     canvas = torch.randint(0, vocab, (2, 8), generator=torch.Generator().manual_seed(1))
     prev = 2 * torch.randn(2, 8, vocab, generator=torch.Generator().manual_seed(2))
@@ -69,7 +69,7 @@ def test_one_step_equals_the_reference_step(model, gemma_checkpoint):
 
 def stop_threshold(model, prompt: torch.Tensor, seed: int) -> float:
     # between the two rows' mean entropies at the first step: one row stops there, the other goes on
-    vocab = model.model.cfg.vocab_size
+    vocab = model.config.vocab_size
     canvas = torch.randint(0, vocab, (2, 8), generator=torch.Generator().manual_seed(seed))
     h = entropy(model.canvas_logits(prompt, canvas) / temperature(Sampling(steps=6), 6)).mean(-1)
     return float(h.mean())
@@ -79,7 +79,7 @@ def stop_threshold(model, prompt: torch.Tensor, seed: int) -> float:
 def test_generation_equals_the_reference(model, gemma_checkpoint, stop):
     # block after block (16 new tokens in canvases of 8), an end token, and the early stop off or on (stable
     # at once with stability 0; confident for one row only, which keeps its canvas while the other denoises)
-    ref, vocab = gemma_checkpoint[1], model.model.cfg.vocab_size
+    ref, vocab = gemma_checkpoint[1], model.config.vocab_size
     prompt = prompt_of(vocab)
     first = model.generate(prompt, sampling=Sampling(steps=6, max_new_tokens=16),
                            generator=torch.Generator().manual_seed(3))
@@ -108,12 +108,12 @@ def test_generation_is_cancellable_between_steps(model):
         return len(calls) > 2
 
     with pytest.raises(Cancelled):
-        model.generate(prompt_of(model.model.cfg.vocab_size), generator=torch.Generator().manual_seed(0),
+        model.generate(prompt_of(model.config.vocab_size), generator=torch.Generator().manual_seed(0),
                        cancel=cancel)
     assert len(calls) == 3
 
 
 def test_fixed_seed_repeats_and_seeds_differ(model):
-    prompt = prompt_of(model.model.cfg.vocab_size, batch=1)
+    prompt = prompt_of(model.config.vocab_size, batch=1)
     a, b, c = (model.generate(prompt, generator=torch.Generator().manual_seed(s)).ids for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -6,11 +6,12 @@ import torch
 from lsprotocol import types
 
 import engine
-from engine import Cancelled, InfillResult, MemoryConfig, SamplerConfig
+from engine import Cancelled, InfillResult, MemoryConfig, SamplerConfig, Unsupported
 from engine.gemma import Sampling
 from engine.gemma.cache import PromptCache
 from engine.gemma.complete import cut_at_suffix, end_of_text
-from lsp_server.filler import make_filler
+from engine.params import InfillParams
+from lsp_server.completion.filler import make_filler
 from tests.test_lsp_cli import unmask
 from tests.test_lsp_server import FAST, PY, RETURN, inline, open_doc, serving, status
 
@@ -32,27 +33,28 @@ def test_cut_where_the_canvas_meets_the_suffix():
 
 
 def test_infill_returns_the_engines_result(model):
-    r = model.infill(PREFIX, SUFFIX, canvas=8, seed=1)
+    r = model.infill(PREFIX, SUFFIX, InfillParams(canvas=8, seed=1))
     assert isinstance(r, InfillResult) and isinstance(r.text, str) and 0 <= r.confidence <= 1
     assert r.stats.canvas == 8 and r.stats.forward_passes == model.sampling.steps and r.stats.ms > 0
-    assert model.infill(PREFIX, SUFFIX, canvas=8, seed=1).text == r.text
+    assert model.infill(PREFIX, SUFFIX, InfillParams(canvas=8, seed=1)).text == r.text
 
 
 def test_the_canvas_sees_the_suffix_and_left_to_right_does_not(model, monkeypatch):
     seen = []
     decode = model.model.decode
     monkeypatch.setattr(model.model, "decode", lambda *a, **k: seen.append(decode(*a, **k)) or seen[-1])
-    model.infill(PREFIX, SUFFIX, canvas=8, seed=1)
-    model.infill(PREFIX, "\n\nx = [add(i, i) for i in range(9)]\n", canvas=8, seed=1)
+    model.infill(PREFIX, SUFFIX, InfillParams(canvas=8, seed=1))
+    model.infill(PREFIX, "\n\nx = [add(i, i) for i in range(9)]\n", InfillParams(canvas=8, seed=1))
     steps = model.sampling.steps
     assert not torch.allclose(seen[0], seen[steps])  # same prefix, same noise, another suffix
-    ltr = [model.infill(PREFIX, s, canvas=8, seed=1, left_to_right=True).text for s in (SUFFIX, "\n")]
+    ltr = [model.infill(PREFIX, s,
+            InfillParams(canvas=8, seed=1), left_to_right=True).text for s in (SUFFIX, "\n")]
     assert ltr[0] == ltr[1]
 
 
 def test_sliding_layers_keep_window_minus_one_tokens_each_side(model):
     # prefix at 0..9, canvas at 10..17, suffix at 18..27: sliding layers keep 7..9 and 18..20
-    cache = PromptCache(model.model.cfg)
+    cache = PromptCache(model.config)
     model.model.encode(torch.arange(3, 13)[None].to(model.device), cache)
     both = cache.fork()
     model.model.encode(torch.arange(3, 13)[None].to(model.device), both, start=18, truncate=False)
@@ -65,24 +67,46 @@ def test_left_to_right_continues_in_canvases_up_to_max_canvas(model, monkeypatch
     decoded = []
     decode = model.tokenizer.decode
     monkeypatch.setattr(model.tokenizer, "decode", lambda ids: decoded.append(ids) or decode(ids))
-    r = model.infill(PREFIX, "", canvas=4, max_canvas=10, seed=0)
+    r = model.infill(PREFIX, "", InfillParams(canvas=4, max_canvas=10, seed=0))
     # three canvases of 4 (no end token in them with this seed), the last one cut at 10 tokens
-    assert r.stats.canvas == 10 and r.stats.forward_passes == 3 * model.sampling.steps
+    assert r.stats.canvas == 4 and r.stats.forward_passes == 3 * model.sampling.steps
+    assert r.stats.tokens_per_forward == 12 / r.stats.forward_passes
     assert len(decoded[0]) == 10 and not model.special.stops.intersection(decoded[0])
 
 
 def test_single_line_sampler_steps_and_cancel(model):
-    r = model.infill(PREFIX, SUFFIX, canvas=12, single_line=True, sampler=SamplerConfig(steps=3))
+    r = model.infill(PREFIX, SUFFIX,
+            InfillParams(canvas=12, single_line=True, sampler=SamplerConfig(steps=3)))
     assert "\n" not in r.text and r.stats.forward_passes == 3
-    assert model.infill(PREFIX, SUFFIX, canvas=4, sampler=Sampling(steps=2)).stats.forward_passes == 2
+    model.sampling, kept = Sampling(steps=2), model.sampling  # the checkpoint's own settings, replaced
+    try:
+        assert model.infill(PREFIX, SUFFIX, InfillParams(canvas=4)).stats.forward_passes == 2
+    finally:
+        model.sampling = kept
     with pytest.raises(Cancelled):
         model.infill(PREFIX, SUFFIX, cancel=lambda: True)
-    with pytest.raises(ValueError, match="canvas must be an integer >= 1"):
-        model.infill(PREFIX, SUFFIX, canvas=0)
+    with pytest.raises(ValueError, match="InfillParams.canvas must be an integer >= 1"):
+        model.infill(PREFIX, SUFFIX, InfillParams(canvas=0))
+
+
+@pytest.mark.parametrize("params, field", [
+    (InfillParams(memory=MemoryConfig()), "memory"),
+    (InfillParams(cache=True), "cache"),
+    (InfillParams(refresh=2), "refresh"),
+    (InfillParams(sampler=SamplerConfig(temperature=0.5)), "sampler.temperature"),
+])
+def test_what_the_family_cannot_do_is_refused_in_one_line(model, params, field):
+    assert not model.capabilities.memory and not model.capabilities.cache and not model.capabilities.batching
+    with pytest.raises(Unsupported, match=rf"^InfillParams\.{field}: diffusion-gemma "):
+        model.infill(PREFIX, SUFFIX, params)
+    with pytest.raises(Unsupported, match="does not score"):
+        model.score(PREFIX, SUFFIX, ["a + b"])
+    with pytest.raises(Unsupported, match="diffusion-gemma is not batched"):
+        engine.Batcher(model)
 
 
 def test_the_servers_filler_runs_it(model):
-    fill = make_filler(model, SamplerConfig(), cancel=None, memory=MemoryConfig())
+    fill = make_filler(model, SamplerConfig(steps=3), cancel=None, memory=None)
     text, confidence = fill("def f(", "):\n", 4, 16, True)
     assert isinstance(text, str) and "\n" not in text and 0 <= confidence <= 1
     assert model.context_room(16) == model.max_positions - 17  # BOS and the canvas aside
@@ -104,6 +128,7 @@ async def test_the_language_server_runs_on_the_checkpoint(gemma_checkpoint):
         assert s["family"] == "diffusion-gemma" and s["state"] == "ready" and s["quantize"] == "none"
         uri = open_doc(client, "gemma.py", PY)
         result = await inline(client, uri, RETURN)
-        assert len(result.items) <= 1 and all(item.range.start == RETURN for item in result.items)
+        (item,) = result.items  # a completion on this checkpoint, not just no error
+        assert item.range.start == item.range.end == RETURN and item.insert_text.strip()
         assert sum((await status(client))["requests"].values()) >= 1
         assert isinstance(result, types.InlineCompletionList)

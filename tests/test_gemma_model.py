@@ -30,7 +30,7 @@ def reference_logits(ref, prompt, canvas, prev=None) -> torch.Tensor:
 
 
 def test_the_family_loads_with_its_shape(model, gemma_checkpoint):
-    cfg = model.model.cfg
+    cfg = model.config
     assert isinstance(model, DiffusionGemmaLM) and model.family.name == "diffusion-gemma"
     assert [s.sliding for s in cfg.layers] == [True, False, True, False]
     assert {(s.kv_heads, s.head_dim, s.rope_pairs) for s in cfg.layers} == {(2, 8, 4), (1, 16, 2)}
@@ -41,9 +41,9 @@ def test_the_family_loads_with_its_shape(model, gemma_checkpoint):
 @pytest.mark.parametrize("batch, prompt", [(1, 3), (2, 10), (3, 17)])  # 10 and 17 run past the window of 4
 def test_canvas_logits_match_the_reference(model, gemma_checkpoint, batch, prompt):
     ref = gemma_checkpoint[1]
-    ids, canvas, prev = inputs(model.model.cfg.vocab_size, batch, prompt)
+    ids, canvas, prev = inputs(model.config.vocab_size, batch, prompt)
     plain = model.canvas_logits(ids, canvas)
-    assert plain.shape == (batch, 8, model.model.cfg.vocab_size) and plain.dtype == torch.float32
+    assert plain.shape == (batch, 8, model.config.vocab_size) and plain.dtype == torch.float32
     assert_close(plain, reference_logits(ref, ids, canvas))
     conditioned = model.canvas_logits(ids, canvas, prev)
     assert_close(conditioned, reference_logits(ref, ids, canvas, prev))
@@ -53,7 +53,7 @@ def test_canvas_logits_match_the_reference(model, gemma_checkpoint, batch, promp
 def test_several_experts_per_token_both_dispatch_paths(model, gemma_checkpoint, monkeypatch, device):
     # every token goes to 2 of the 4 experts; grouped_mm and the per-expert loop agree with the reference
     # (CUDA's grouped_mm is used for bf16 only)
-    ids, canvas, prev = inputs(model.model.cfg.vocab_size, 2, 9, seed=1)
+    ids, canvas, prev = inputs(model.config.vocab_size, 2, 9, seed=1)
     want = reference_logits(gemma_checkpoint[1], ids, canvas, prev)
     for grouped in (True, False) if device == "cpu" else (False,):
         monkeypatch.setattr("engine.gemma.moe.uses_grouped_mm", lambda rows, w, g=grouped: g)
@@ -71,7 +71,7 @@ def test_the_encoder_runs_once_per_prompt(model, monkeypatch):
     calls = []
     encode = model.model.encode
     monkeypatch.setattr(model.model, "encode", lambda *a, **k: calls.append(a[0].shape) or encode(*a, **k))
-    ids, canvas, prev = inputs(model.model.cfg.vocab_size, 1, 12, seed=2)
+    ids, canvas, prev = inputs(model.config.vocab_size, 1, 12, seed=2)
     model._prompt = None
     first = model.canvas_logits(ids, canvas)
     again = model.canvas_logits(ids, canvas, prev)  # the next denoising step reuses the cache
@@ -81,7 +81,7 @@ def test_the_encoder_runs_once_per_prompt(model, monkeypatch):
 
 
 def test_sliding_layers_keep_the_last_window_minus_one_tokens(model):
-    cache = PromptCache(model.model.cfg)
+    cache = PromptCache(model.config)
     model.model.encode(torch.arange(3, 13)[None].to(model.device), cache)
     assert [c.shape[2] for c in cache.k] == [3, 10, 3, 10] and cache.length == 10
     assert cache.pos[0].tolist() == [7, 8, 9]
@@ -89,7 +89,7 @@ def test_sliding_layers_keep_the_last_window_minus_one_tokens(model):
 
 def test_bf16_is_close_to_fp32(gemma_checkpoint, model, device):
     half = engine.load_model(gemma_checkpoint[0], device=device, dtype="bfloat16")
-    ids, canvas, prev = inputs(model.model.cfg.vocab_size, 2, 10, seed=3)
+    ids, canvas, prev = inputs(model.config.vocab_size, 2, 10, seed=3)
     full = model.canvas_logits(ids, canvas, prev)
     low = half.canvas_logits(ids, canvas, prev)
     # bf16 rounding flips some of this random tiny MoE's expert choices, and by how much depends on the CPU's

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 import engine
-from engine.errors import Cancelled
+from engine.errors import Cancelled, Unsupported
 from engine.expand import denoise_expand
-from engine.generate import denoise, middle_of
+from engine.generate import Denoising, denoise, middle_of
+from engine.job import InfillJob
+from engine.params import InfillParams
 from engine.sample import SamplerConfig
 from engine.tokenizer import SpecialTokens
 
@@ -28,34 +30,47 @@ def scripted(targets: list[int], strengths: list[float], vocab: int = V, device:
     return logits_fn, calls
 
 
+def run(fn, length, special, sampler, device="cpu", stops=None, first_alone=False):
+    """denoise from a fresh Denoising: (tokens, confidences, forwards)."""
+    state = denoise(Denoising(length, special, sampler, None, device, stops, None, first_alone), fn)
+    return state.tokens, state.conf, state.forwards
+
+
+def job(before, after, canvas, max_canvas, sampler, ends=frozenset(), prior=None, first_alone=False):
+    """An InfillJob as DiffusionLM.prepare makes one, from ids."""
+    params = InfillParams(canvas=canvas, max_canvas=max_canvas, sampler=sampler)
+    return InfillJob(before, after, params, True, torch.Generator(), ends, frozenset({EOS}) | ends, prior, "",
+                     first_alone)
+
+
 def test_most_confident_position_is_committed_first(device):
     fn, calls = scripted([3, 4, 5], [1.0, 9.0, 2.0], device=device)
-    tokens, _, forwards = denoise(fn, 3, SPECIAL, SamplerConfig(threshold=None), None, device=device)
+    tokens, _, forwards = run(fn, 3, SPECIAL, SamplerConfig(threshold=None), device=device)
     assert tokens.tolist() == [3, 4, 5] and forwards == 3
     assert calls[1].tolist() == [MASK, 4, MASK]  # position 1 was the confident one
 
 
 def test_threshold_commits_several_per_forward(device):
     fn, _ = scripted([3, 4, 5, 6], [20.0, 20.0, 20.0, 0.5], device=device)
-    tokens, _, forwards = denoise(fn, 4, SPECIAL, SamplerConfig(threshold=0.9), None, device=device)
+    tokens, _, forwards = run(fn, 4, SPECIAL, SamplerConfig(threshold=0.9), device=device)
     assert tokens.tolist() == [3, 4, 5, 6] and forwards == 2
 
 
 def test_first_alone_commits_the_first_position_before_any_other(device):
     fn, calls = scripted([3, 4, 5, 6], [0.5, 20.0, 20.0, 20.0], device=device)
     sampler = SamplerConfig(threshold=0.9, tokens_per_step=3)
-    tokens, _, forwards = denoise(fn, 4, SPECIAL, sampler, None, device=device, first_alone=True)
+    tokens, _, forwards = run(fn, 4, SPECIAL, sampler, device=device, first_alone=True)
     assert tokens.tolist() == [3, 4, 5, 6] and forwards == 2
     assert calls[1].tolist() == [3, MASK, MASK, MASK]  # the confident positions waited for the first
     fn, calls = scripted([3, 4, 5, 6], [0.5, 20.0, 20.0, 20.0], device=device)
-    denoise(fn, 4, SPECIAL, sampler, None, device=device)
+    run(fn, 4, SPECIAL, sampler, device=device)
     assert calls[1].tolist() == [MASK, 4, 5, 6]
 
 
 def test_stop_token_ends_the_middle_and_is_never_first(device):
     # the model is most sure about EOS everywhere after position 1, and even at position 0
     fn, _ = scripted([EOS, 7, EOS, EOS, EOS], [30.0, 5.0, 30.0, 30.0, 30.0], device=device)
-    tokens, conf, forwards = denoise(fn, 5, SPECIAL, SamplerConfig(threshold=0.9), None, device=device)
+    tokens, conf, forwards = run(fn, 5, SPECIAL, SamplerConfig(threshold=0.9), device=device)
     ids, _ = middle_of(tokens, conf, SPECIAL)
     assert tokens[0] != EOS  # an empty middle is never chosen by pad confidence
     assert ids == tokens[:2].tolist() and tokens[2:].tolist() == [EOS] * 3
@@ -65,26 +80,50 @@ def test_stop_token_ends_the_middle_and_is_never_first(device):
 def test_fixed_seed_repeats_and_seeds_differ(tiny_checkpoint, device):
     model = engine.load_model(tiny_checkpoint, device=device)
     sampler = SamplerConfig(temperature=1.0, threshold=None, tokens_per_step=2)
-    a = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=1)
-    b = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=1)
-    c = model.infill("def f(x):\n    return ", "\n", canvas=12, sampler=sampler, seed=2)
+    a = model.infill("def f(x):\n    return ", "\n", InfillParams(canvas=12, sampler=sampler, seed=1))
+    b = model.infill("def f(x):\n    return ", "\n", InfillParams(canvas=12, sampler=sampler, seed=1))
+    c = model.infill("def f(x):\n    return ", "\n", InfillParams(canvas=12, sampler=sampler, seed=2))
     assert a.text == b.text and a.text != c.text
     assert a.stats.canvas == 12 and a.stats.forward_passes <= 6
 
 
-def test_cache_refreshed_every_step_is_exact(tiny_checkpoint, device):
-    model = engine.load_model(tiny_checkpoint, device=device)
+CACHE_CASES = [
+    ("import os\n\n\ndef main():\n    path = os.path.", "\n    print(path)\n"),
+    ("def add(a, b):\n    return ", "\n\n\ndef sub(a, b):\n    return a - b\n"),
+    ("class Stack:\n    def __init__(self):\n        self.items = ",
+     "\n\n    def push(self, x):\n        self.items.append(x)\n"),
+]
+
+
+def test_cached_path_runs_window_forwards_and_agrees_with_exact(monkeypatch):
+    # the embedded (trained) model: with random weights the approximate cache's errors decide ties at random
+    model = engine.load_model()
     sampler = SamplerConfig(threshold=None)
-    exact = model.infill("import os\n", "\nprint(x)\n", canvas=10, sampler=sampler, cache=False)
-    refreshed = model.infill("import os\n", "\nprint(x)\n", canvas=10, sampler=sampler, cache=True, refresh=1)
-    assert refreshed.text == exact.text and refreshed.confidence == pytest.approx(exact.confidence, abs=1e-5)
+    widths = []
+    forward = model.model.forward
+
+    def spy(ids, *args, **kwargs):
+        widths.append(ids.shape[1])
+        return forward(ids, *args, **kwargs)
+
+    for prefix, suffix in CACHE_CASES:
+        exact = model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=False))
+        monkeypatch.setattr(model.model, "forward", spy)
+        widths.clear()
+        cached = model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=True, refresh=8))
+        monkeypatch.undo()
+        full = max(widths)
+        # full forwards at steps 0 and 8 only; every other step ran the canvas window against the cache
+        assert [i for i, w in enumerate(widths) if w == full] == [0, 8][: (len(widths) + 7) // 8]
+        assert all(w <= 12 + 1 for w in widths if w != full) and len(widths) > 2
+        assert cached.text == exact.text, (prefix, cached.text, exact.text)
 
 
 def test_window_forward_matches_full_forward_on_fresh_cache(tiny_checkpoint, device):
     model = engine.load_model(tiny_checkpoint, device=device)
     from engine.kv_cache import KVCache
 
-    cfg = model.model.cfg
+    cfg = model.config
     ids = torch.randint(2, 200, (1, 20), generator=torch.Generator().manual_seed(0)).to(device)
     cache = KVCache(cfg.num_layers, 1, cfg.num_kv_heads, 20, cfg.head_dim, torch.float32, device)
     with torch.no_grad():
@@ -103,14 +142,15 @@ def test_cancel_stops_between_steps(tiny_checkpoint, device):
         return len(polls) > 2
 
     with pytest.raises(Cancelled):
-        model.infill("x = ", "\n", canvas=16, sampler=SamplerConfig(threshold=None), cancel=cancel)
+        model.infill("x = ", "\n",
+                InfillParams(canvas=16, sampler=SamplerConfig(threshold=None)), cancel=cancel)
     assert len(polls) == 3
 
 
 def test_context_is_cut_to_the_model_positions(tiny_checkpoint):
     model = engine.load_model(tiny_checkpoint)
     before, after = model.context_ids("a = 1\n" * 400, "b = 2\n" * 400, canvas=16)
-    assert len(before) + 16 + len(after) <= model.model.cfg.max_position_embeddings
+    assert len(before) + 16 + len(after) <= model.config.max_position_embeddings
     assert model.tokenizer.decode(before).endswith("a = 1\n") and model.tokenizer.decode(after).startswith(
         "b = 2"
     )
@@ -146,7 +186,7 @@ def test_expand_grows_and_eos_deletes(device):
         return 7 if i - len(before) < 3 else EOS  # three real tokens, the rest deleted
 
     ids, conf, forwards, widest = denoise_expand(
-        ScriptedModel(plan).to(device), before, after, 2, 6, special, SamplerConfig(threshold=None), None
+        ScriptedModel(plan).to(device), job(before, after, 2, 6, SamplerConfig(threshold=None)), special
     )
     assert ids == [7, 7, 7] and widest == 4 and forwards == 6  # expand twice, then 7, 7, 7 and a deletion
 
@@ -154,7 +194,7 @@ def test_expand_grows_and_eos_deletes(device):
 def test_expand_respects_the_budget():
     special = SpecialTokens(mask=MASK, eos=EOS, pad=EOS, bos=None, expand=EXPAND, stops=frozenset({EOS}))
     ids, _, _, widest = denoise_expand(
-        ScriptedModel(lambda total, i: EXPAND), [5], [6], 2, 5, special, SamplerConfig(threshold=None), None
+        ScriptedModel(lambda total, i: EXPAND), job([5], [6], 2, 5, SamplerConfig(threshold=None)), special
     )
     assert widest <= 5 and EXPAND not in ids
 
@@ -168,15 +208,15 @@ def test_single_line_stops_at_the_first_newline(tiny_checkpoint, device):
     fn, _ = scripted([x, newline, 7, 8, 9], [30.0] * 5, vocab=tok.vocab_size, device=device)
     stops = special.stops | tok.newline_ids
     sampler = SamplerConfig(threshold=0.9)
-    tokens, _, forwards = denoise(fn, 5, special, sampler, None, device=device, stops=stops)
+    tokens, _, forwards = run(fn, 5, special, sampler, device=device, stops=stops)
     assert tokens.tolist() == [x, newline] + [special.pad] * 3 and forwards == 2
-    assert "\n" not in model.infill("a = ", "\nb = 2\n", canvas=8, single_line=True).text
+    assert "\n" not in model.infill("a = ", "\nb = 2\n", InfillParams(canvas=8, single_line=True)).text
 
 
 def test_canvas_larger_than_the_model_is_refused(tiny_checkpoint):
     model = engine.load_model(tiny_checkpoint)
     with pytest.raises(ValueError, match="does not fit"):
-        model.infill("a", "b", canvas=model.model.cfg.max_position_embeddings + 1)
+        model.infill("a", "b", InfillParams(canvas=model.config.max_position_embeddings + 1))
 
 
 def test_checkpoint_with_expand_token_uses_expand_delete(tmp_path, tiny_checkpoint, monkeypatch, device):
@@ -191,22 +231,27 @@ def test_checkpoint_with_expand_token_uses_expand_delete(tmp_path, tiny_checkpoi
     monkeypatch.setattr(engine.lm, "denoise_expand", spy)
     model = engine.load_model(write_dream_checkpoint(tmp_path, extra_specials=("<|expand|>",)), device=device)
     assert model.special.expand == model.tokenizer.hf.token_to_id("<|expand|>")
-    r = model.infill("x = ", "\n", canvas=4, max_canvas=8, sampler=SamplerConfig(threshold=None))
+    r = model.infill("x = ", "\n",
+            InfillParams(canvas=4, max_canvas=8, sampler=SamplerConfig(threshold=None)))
     assert len(calls) == 1 and 4 <= r.stats.canvas <= 8  # the widest canvas the expand/delete run used
     assert "<|expand|>" not in r.text and "<|mask|>" not in r.text
-    engine.load_model(tiny_checkpoint).infill("x = ", "\n", canvas=4, max_canvas=8)
-    assert len(calls) == 1  # no expand token: the fixed canvas path
-    with pytest.raises(ValueError, match="cache=True needs a fixed canvas"):
-        model.infill("x = ", "\n", canvas=4, max_canvas=8, cache=True)
-    assert model.infill("x = ", "\n", canvas=4, max_canvas=4, cache=True).stats.canvas == 4
+    fixed = engine.load_model(tiny_checkpoint)
+    assert not fixed.capabilities.grows and model.capabilities.grows
+    with pytest.raises(Unsupported, match="InfillParams.max_canvas: dream does not grow the canvas"):
+        fixed.infill("x = ", "\n", InfillParams(canvas=4, max_canvas=8))  # no expand token: refused
+    fixed.infill("x = ", "\n", InfillParams(canvas=4, max_canvas=4))
+    assert len(calls) == 1  # the fixed canvas path
+    with pytest.raises(Unsupported, match="InfillParams.cache: a growing canvas"):
+        model.infill("x = ", "\n", InfillParams(canvas=4, max_canvas=8, cache=True))
+    assert model.infill("x = ", "\n", InfillParams(canvas=4, max_canvas=4, cache=True)).stats.canvas == 4
 
 
 @pytest.mark.parametrize("bad", [{"canvas": 0}, {"canvas": -3}, {"max_canvas": 0}, {"refresh": 0},
                                  {"canvas": 2.5}, {"canvas": True}])
 def test_infill_rejects_sizes_below_one(tiny_checkpoint, bad):
     name = next(iter(bad))
-    with pytest.raises(ValueError, match=f"^{name} must be an integer >= 1"):
-        engine.load_model(tiny_checkpoint).infill("x = ", "\n", **bad)
+    with pytest.raises(ValueError, match=f"^InfillParams.{name} must be an integer >= 1"):
+        engine.load_model(tiny_checkpoint).infill("x = ", "\n", InfillParams(**bad))
 
 
 class ScoredModel(ScriptedModel):
@@ -228,10 +273,10 @@ def test_expand_ends_at_a_newline_once_nothing_before_it_is_masked():
     # there once position 0 is filled, and not before
     model = ScoredModel(lambda total, i: (newline, 20.0) if i == 3 else (7, 10.0 - i))
     sampler = SamplerConfig(threshold=None)
-    ids, _, forwards, _ = denoise_expand(model, [5, 5], [6], 4, 4, special, sampler, None,
-                                         ends=frozenset({newline}))
+    ids, _, forwards, _ = denoise_expand(model, job([5, 5], [6], 4, 4, sampler, ends=frozenset({newline})),
+                                         special)
     assert ids == [7, newline] and forwards == 2
-    ids, _, forwards, _ = denoise_expand(model, [5, 5], [6], 4, 4, special, sampler, None)
+    ids, _, forwards, _ = denoise_expand(model, job([5, 5], [6], 4, 4, sampler), special)
     assert ids == [7, newline, 7, 7] and forwards == 4
 
 
@@ -247,5 +292,5 @@ def test_expand_mixes_in_the_prior():
 
     model = ScoredModel(lambda total, i: (7, 10.0 - i))
     sampler = SamplerConfig(threshold=None)
-    ids, _, _, _ = denoise_expand(model, [5], [6], 3, 3, special, sampler, None, prior=prior)
+    ids, _, _, _ = denoise_expand(model, job([5], [6], 3, 3, sampler, prior=prior), special)
     assert ids == [4, 4, 4] and seen[0] == ([MASK] * 3, [True] * 3) and len(seen) == 3

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 import engine
-from engine.generate import CanvasLogits, denoise
-from engine.heal import FirstToken, Vocabulary, heal, heal_token, unheal
+import engine.lm
+from engine.heal import FirstToken, heal, heal_token, unheal
 from engine.memory import MemoryConfig
+from engine.params import InfillParams
+from engine.tokenizer import Vocabulary
 
 TEXTS = ["<eos>", ".", ".add", ".parse", "par", "ser", " x", "(", "(a", "a", ":\n", "\ufffd"]
 VOCAB = Vocabulary(TEXTS, skip=frozenset({0}))
@@ -78,26 +80,32 @@ def test_the_embedded_tokenizers_texts_concatenate(lm):
     assert lm.tokenizer.vocabulary is not None
 
 
-def test_a_healed_infill_starts_with_a_token_that_extends_the_cut(lm):
+def test_a_healed_infill_starts_with_a_token_that_extends_the_cut(lm, monkeypatch):
     vocab = lm.tokenizer.vocabulary
     prefix = "import os\nx = sel"
     last = lm.tokenizer.encode(prefix)[-1]
     healed = lm.tokenizer.decode([last])
     assert vocab.extended(last), "the tiny tokenizer should have tokens longer than its last one"
-    job = lm.prepare(prefix, "\n", canvas=8, memory=None)
+    job = lm.prepare(prefix, "\n", InfillParams(canvas=8), None)
     assert job.healed == healed and job.before[-1] != last and job.first_alone
-    seq = torch.tensor([job.sequence(lm.special.mask)], device=lm.device)
-    start = len(job.before)
-    with torch.inference_mode():
-        tokens, _, _ = denoise(CanvasLogits(lm.model, seq, start, start + 8, True, 8), 8, lm.special,
-                               job.sampler, job.generator, None, lm.device, job.stops, job.prior,
-                               job.first_alone)
-    first = int(tokens[0])
-    assert lm.tokenizer.decode([first]).startswith(healed)
+    committed = []  # the canvas tokens the real infill committed, seen where lm.py turns them into text
+    middle_of = engine.lm.middle_of
+
+    def spy(tokens, conf, special):
+        committed.append(tokens.tolist())
+        return middle_of(tokens, conf, special)
+
+    monkeypatch.setattr(engine.lm, "middle_of", spy)
+    result = lm.infill(prefix, "\n", InfillParams(canvas=8, cache=True))
+    (tokens,) = committed
+    assert lm.tokenizer.decode(tokens[:1]).startswith(healed)
+    # the completion is what follows the typed text: the healed part is not repeated
+    ids = tokens[: next((i for i, t in enumerate(tokens) if t in lm.special.stops), len(tokens))]
+    assert healed + result.text == lm.tokenizer.decode(ids)
     # off: the prefix keeps its last token and nothing constrains the canvas
     lm.token_healing = False
     try:
-        plain = lm.prepare(prefix, "\n", canvas=8, memory=None)
+        plain = lm.prepare(prefix, "\n", InfillParams(canvas=8), None)
         assert plain.healed == "" and plain.before[-1] == last
         assert plain.prior is None and not plain.first_alone
     finally:
@@ -107,9 +115,10 @@ def test_a_healed_infill_starts_with_a_token_that_extends_the_cut(lm):
 def test_the_memory_votes_only_for_continuations_of_the_healed_text(lm):
     lm.memory.update("project", "x = self.size\nz = 3\n")
     prefix = "y = sel"
-    job = lm.prepare(prefix, "\n", canvas=6, memory=MemoryConfig(weight=0.99), index=lm.memory.index)
+    job = lm.prepare(prefix, "\n", InfillParams(canvas=6, memory=MemoryConfig(weight=0.99)), lm.memory)
     assert job.healed
-    result = lm.infill(prefix, "\n", canvas=6, single_line=True, memory=MemoryConfig(weight=0.99))
+    result = lm.infill(prefix, "\n",
+            InfillParams(canvas=6, single_line=True, memory=MemoryConfig(weight=0.99)))
     assert result.text.startswith("f.size")  # not "3", which follows " = " too; "sel" is not repeated
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import engine
-from engine.lm import check_device
+from engine.registry import check_device
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")

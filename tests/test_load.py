@@ -78,7 +78,7 @@ def test_dream_layout_matches_reference(dream_folder, device):
     folder, ref = dream_folder
     ids = torch.randint(0, VOCAB, (2, 17), generator=torch.Generator().manual_seed(1))
     model = engine.load_model(folder, device=device)
-    assert model.family.name == "dream" and model.model.cfg.shift
+    assert model.family.name == "dream" and model.config.shift
     assert_close(model(ids), bidirectional_logits(ref, ids))
 
 
@@ -177,7 +177,7 @@ def test_llada_layout_matches_reference(tmp_path, device):
     write_tokenizer(tmp_path, VOCAB)
     ids = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(3))
     model = engine.load_model(tmp_path, device=device)
-    assert model.family.name == "llada" and not model.model.cfg.shift
+    assert model.family.name == "llada" and not model.config.shift
     assert_close(model(ids), llada_forward(state, ids, **LLADA))
 
 

@@ -11,8 +11,9 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 
-from lsp_server import actions, convert
-from lsp_server.actions import BODY, FILL, REWRITE
+from lsp_server.actions import actions
+from lsp_server.actions.actions import BODY, FILL, REWRITE
+from lsp_server.protocol import convert
 from tests.test_lsp_cancel import SLOW, slow_checkpoint  # noqa: F401 (a fixture)
 from tests.test_lsp_server import FAST, insert, open_doc, plain, serving, status, wait_for
 

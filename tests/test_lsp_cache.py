@@ -1,5 +1,5 @@
-from lsp_server.cache import PREFIX_CHARS, Suggestion, SuggestionCache
-from lsp_server.outcomes import NoSuggestion
+from lsp_server.completion.cache import PREFIX_CHARS, SuggestionCache
+from lsp_server.outcomes import NoSuggestion, Suggestion
 
 
 def suggestion(text, lead="", trail=""):

@@ -9,8 +9,9 @@ import pytest
 import infill
 from engine import fit
 from engine.catalogue import CATALOGUE
-from lsp_server import cli, filler
+from lsp_server import cli
 from lsp_server.cli import HOLE, main
+from lsp_server.completion import filler
 from tests.test_hub import closed_port, write_hub_cache
 from tests.test_lsp_server import ENV, PY
 

@@ -1,8 +1,8 @@
 import pytest
 from lsprotocol import types
 
-from lsp_server import convert
-from lsp_server.cache import Suggestion
+from lsp_server.outcomes import Suggestion
+from lsp_server.protocol import convert
 
 U8, U16, U32 = (
     types.PositionEncodingKind.Utf8,

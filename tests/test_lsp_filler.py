@@ -2,7 +2,8 @@
 positions."""
 
 import engine
-from lsp_server.filler import CPU_CONTEXT_TOKENS, MIN_CONTEXT, context_budget
+from lsp_server.completion.filler import CPU_CONTEXT_TOKENS, context_budget
+from lsp_server.models import MIN_CONTEXT
 from lsp_server.options import CompletionOptions, Options
 
 

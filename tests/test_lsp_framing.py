@@ -1,8 +1,9 @@
-"""lsp_server/framing.py: the reader finds the frame after a bad one and never allocates a claimed length."""
+"""lsp_server/protocol/framing.py: the reader finds the frame after a bad one and never allocates a claimed
+length."""
 
 import io
 
-from lsp_server.framing import MAX_FRAME, Resync
+from lsp_server.protocol.framing import MAX_FRAME, Resync
 
 
 def lines(data: bytes) -> list[bytes]:

@@ -1,6 +1,6 @@
 """Property: random incremental edits (UTF-16 positions, astral characters, CRLF, lone CR, positions past a
-line's or the document's end) leave the server's text equal to the client's, in both of its copies: the
-event loop's (lsp_server/documents.py) and the engine thread's parsed infill.Document, which receives the
+line's or the document's end) leave the server's text equal to the client's, in both of its copies: the event
+loop's (lsp_server/documents/documents.py) and the engine thread's parsed infill.Document, which receives the
 code-point edits the first one reports. Checked on the document store directly (many examples) and through a
 real server over stdio (fewer), where `unmask/document` hashes both copies."""
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lsprotocol import types
 
 import infill
-from lsp_server.documents import OpenDocument
+from lsp_server.documents.documents import OpenDocument
 from tests import lsp_edits
 from tests.lsp_raw import RawServer, sha256
 

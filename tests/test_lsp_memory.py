@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from lsp_server import workspace
+from lsp_server.documents import workspace
 from tests.test_lsp_server import INVOKED, insert, serving, status
 
 SHAPES = (

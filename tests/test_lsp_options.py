@@ -2,7 +2,8 @@ import msgspec
 import pytest
 
 from infill import InfillOptions
-from lsp_server.options import SAMPLER_DEFAULTS, ModelOptions, Options, SamplerOptions, merge, parse
+from lsp_server.models import ModelOptions
+from lsp_server.options import SAMPLER_DEFAULTS, Options, SamplerOptions, merge, parse
 
 
 def test_defaults_agree_with_the_engine_and_infill():

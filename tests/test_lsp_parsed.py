@@ -1,5 +1,5 @@
 """One owner for each document: the engine thread's parses follow the event loop's text even when an edit job
-fails or never arrives (lsp_server/parsed.py), checked on the store and through a real server whose
+fails or never arrives (lsp_server/documents/parsed.py), checked on the store and through a real server whose
 incremental re-parse is made to fail once."""
 
 import sys
@@ -10,8 +10,8 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
 import infill
-from lsp_server.documents import OpenDocument
-from lsp_server.parsed import ParsedDocuments
+from lsp_server.documents.documents import OpenDocument
+from lsp_server.documents.parsed import ParsedDocuments
 from tests.test_lsp_server import ENV, ROOT, insert, plain, wait_for
 
 TEXT = "def add(a, b):\n    total = a + b\n    return total\n"

@@ -10,7 +10,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
-from lsp_server.progress import LoadProgress
+from lsp_server.completion.progress import LoadProgress
 from tests.test_hub import FakeHub
 from tests.test_lsp_server import ENV, FAST, PY, RETURN, inline, open_doc, status, wait_for
 

@@ -19,15 +19,16 @@ from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, client_capabilities
 
 import engine
+from engine.params import InfillParams
 from lsp_server.cli import main
 from lsp_server.options import parse
-from lsp_server.outcomes import Refused, Unreachable
-from lsp_server.remote import EXTRA_BYTES, RemoteError, RemoteModel
-from lsp_server.remote_memory import AFTER_CURSOR, RemoteMemory, cut_at_cursor
+from lsp_server.outcomes import RemoteRefused, Unreachable
+from lsp_server.remote.remote import EXTRA_BYTES, RemoteError, RemoteModel
+from lsp_server.remote.remote_memory import AFTER_CURSOR, RemoteMemory, cut_at_cursor
 from tests.test_lsp_server import ENV, PY, RETURN, inline, open_doc, status, wait_for
 
 TOKEN = "s3cret-token"
-# as lsp_server/team/app.py answers: filler.describe's fields, the name under "model", the limits
+# as lsp_server/team/app.py answers: models.describe's fields, the name under "model", the limits
 FACTS = {"model": "fake/coder", "max_positions": 1024, "max_canvas": 24, "device": "cuda:0",
          "family": "dream", "dtype": "bfloat16", "quantize": "none", "threads": 4}
 SLOW_S = 10.0  # how long a slow request is held when the client never leaves
@@ -150,8 +151,9 @@ def test_infill_sends_the_planned_request_and_returns_the_answer(team):
     model.memory.update("file:///p/other.py", "def sub(a, b):\n    return a - b\n")
     model.memory.update("file:///p/main.go", "package main\n")
     model.memory.update("file:///p/add.py", doc, cursor=doc.index("return ") + 7)
-    answer = model.infill("def add(a, b):\n    return ", "\n", canvas=16, max_canvas=32, sampler=sampler(),
-                          single_line=True, memory=engine.MemoryConfig())
+    answer = model.infill("def add(a, b):\n    return ", "\n",
+            InfillParams(canvas=16, max_canvas=32, sampler=sampler(), single_line=True,
+                         memory=engine.MemoryConfig()))
     assert (answer.text, answer.confidence) == ("a + b", 0.9)
     request = team.infills()[-1]
     assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
@@ -166,13 +168,16 @@ def test_infill_sends_the_planned_request_and_returns_the_answer(team):
     assert names == ["file:///p/other.py", "file:///p/add.py", "file:///p/add.py" + AFTER_CURSOR]
     before, after = body["extra"][1]["text"], body["extra"][2]["text"]
     assert before == "def add(a, b):\n" and after == "\nprint(add(1, 2))\n# end\n"
-    memory_off = model.infill("x = ", "\n", canvas=4, sampler=sampler(), memory=None)
+    memory_off = model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler(), memory=None))
     assert memory_off.text == "a + b" and team.infills()[-1]["body"]["extra"] == []
 
 
 def test_the_planning_facts_come_from_the_status(team):
     model = RemoteModel(team.url, TOKEN)
-    assert model.path == "fake/coder" and model.device.type == "cuda" and model.max_positions == 1024
+    assert isinstance(model, engine.CompletionModel)
+    info = model.info
+    assert (info.name, info.family, info.device) == ("fake/coder", "dream", "cuda:0")
+    assert model.max_positions == 1024 and not model.capabilities.score
     assert model.context_room(48) == 1024 - 48 - 2
     assert model.count_tokens("abcdef") == 2 and model.count_tokens("abcdefg") == 3
     assert model.describe()["model"] == "fake/coder" and model.describe()["remote"] == team.url
@@ -207,10 +212,11 @@ def test_a_cancelled_request_closes_its_connection(team):
     threading.Timer(0.2, cancel.set).start()
     t0 = time.monotonic()
     with pytest.raises(engine.Cancelled):
-        model.infill("x = ", "\n", canvas=4, sampler=sampler(), cancel=cancel.is_set)
+        model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler()), cancel=cancel.is_set)
     assert time.monotonic() - t0 < 2.0  # the server would hold it SLOW_S
     assert team.left.wait(5.0)  # the server saw the client go
-    assert model.infill("x = ", "\n", canvas=4, sampler=sampler()).text == "a + b"  # a new connection
+    assert model.infill("x = ", "\n",
+            InfillParams(canvas=4, sampler=sampler())).text == "a + b"  # a new connection
 
 
 def test_a_server_that_is_down_fails_at_once_then_is_asked_again(team):
@@ -218,23 +224,23 @@ def test_a_server_that_is_down_fails_at_once_then_is_asked_again(team):
     model.facts()
     team.stop()
     with pytest.raises(RemoteError) as failed:
-        model.infill("x = ", "\n", canvas=4, sampler=sampler())
+        model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler()))
     assert isinstance(failed.value.trouble, Unreachable) and "connection refused" in str(failed.value)
     team.start()  # the same port
     t0 = time.monotonic()
     with pytest.raises(RemoteError):  # within the backoff: not asked
-        model.infill("x = ", "\n", canvas=4, sampler=sampler())
+        model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler()))
     assert time.monotonic() - t0 < 0.3 and not team.infills()
     time.sleep(0.6)
-    assert model.path == "fake/coder"  # asked again: the facts first, the server may have changed
-    assert model.infill("x = ", "\n", canvas=4, sampler=sampler()).text == "a + b"
+    assert model.info.name == "fake/coder"  # asked again: the facts first, the server may have changed
+    assert model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler())).text == "a + b"
 
 
 @pytest.mark.parametrize("token, says", [(None, "wants a token"), ("wrong", "refused the token")])
 def test_401_names_the_token_option(team, token, says):
     with pytest.raises(RemoteError) as failed:
         RemoteModel(team.url, token).facts()
-    assert isinstance(failed.value.trouble, Refused)
+    assert isinstance(failed.value.trouble, RemoteRefused)
     message = str(failed.value)
     assert says in message and "model.token" in message and "UNMASK_TEAM_TOKEN" in message
     assert "\n" not in message and (token is None or token not in message)
@@ -249,7 +255,7 @@ def test_5xx_and_loading_are_outages_with_the_servers_words(team):
     time.sleep(0.6)
     model.facts()
     with pytest.raises(RemoteError) as failed:
-        model.infill("x = ", "\n", canvas=4, sampler=sampler())
+        model.infill("x = ", "\n", InfillParams(canvas=4, sampler=sampler()))
     assert isinstance(failed.value.trouble, Unreachable)
     assert str(failed.value) == f"team server {team.url} answered 500: the engine fell over"
 

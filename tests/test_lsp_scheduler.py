@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lsp_server.outcomes import Cancelled, Superseded
-from lsp_server.scheduler import Scheduler
+from lsp_server.completion.scheduler import Scheduler
+from lsp_server.outcomes import Interrupted, Superseded
 
 
 @pytest.fixture
@@ -17,13 +17,13 @@ def engine():
 
 
 def job(pool, seconds=2.0):
-    """A fake engine job: polls its cancel flag like the denoising loop; Cancelled() or 'done'."""
+    """A fake engine job: polls its cancel flag like the denoising loop; Interrupted() or 'done'."""
 
     def run(flag: threading.Event):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if flag.is_set():
-                return Cancelled()
+                return Interrupted()
             time.sleep(0.005)
         return "done"
 
@@ -46,7 +46,7 @@ async def test_a_newer_request_stops_the_running_one(engine):
     await asyncio.sleep(0.05)
     t0 = time.monotonic()
     newer = asyncio.create_task(s.run("a", 0.0, lambda: True, job(engine, 0.01)))
-    assert await older == Cancelled()
+    assert await older == Interrupted()
     assert await newer == "done" and time.monotonic() - t0 < 2.0
 
 

@@ -13,7 +13,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
 
 from engine.quantize import FBGEMM
-from lsp_server.documents import MAX_BYTES
+from lsp_server.documents.documents import MAX_BYTES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parent.parent

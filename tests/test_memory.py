@@ -6,6 +6,7 @@ import torch
 
 import engine
 from engine.memory import CONTINUATION_BYTES, MemoryConfig, RepositoryMemory, TextIndex
+from engine.params import InfillParams
 
 CFG = MemoryConfig()
 PROJECT = (
@@ -85,7 +86,7 @@ def lm(tiny_checkpoint, device):
 def test_the_prior_votes_for_the_remembered_continuation(lm):
     lm.memory.update("project", PROJECT)
     prefix = "def volume(rect, depth):\n    return rect.width * "
-    prior = lm.memory_prior(prefix, "\n", MemoryConfig(weight=0.99))
+    prior = lm.prior_for(prefix, "\n", MemoryConfig(weight=0.99), "", lm.memory)
     canvas = torch.full((4,), lm.special.mask, device=lm.device)
     masked = torch.ones(4, dtype=torch.bool, device=lm.device)
     logits = torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device)
@@ -97,8 +98,9 @@ def test_the_prior_votes_for_the_remembered_continuation(lm):
 def test_fused_infill_completes_a_line_the_project_holds_and_the_network_alone_does_not(lm):
     prefix = "def volume(rect, depth):\n    return rect.width * "
     lm.memory.update("project", PROJECT)
-    fused = lm.infill(prefix, "\n", canvas=20, single_line=True, memory=MemoryConfig(weight=0.99))
-    alone = lm.infill(prefix, "\n", canvas=20, single_line=True, memory=None)
+    fused = lm.infill(prefix, "\n",
+            InfillParams(canvas=20, single_line=True, memory=MemoryConfig(weight=0.99)))
+    alone = lm.infill(prefix, "\n", InfillParams(canvas=20, single_line=True, memory=None))
     assert fused.text == "rect.height"
     assert alone.text != "rect.height"
     assert lm.recall(prefix, "\n", single_line=True) == "rect.height"
@@ -106,8 +108,8 @@ def test_fused_infill_completes_a_line_the_project_holds_and_the_network_alone_d
 
 def test_without_texts_the_memory_changes_nothing(lm):
     prefix = "def volume(rect, depth):\n    return "
-    a = lm.infill(prefix, "\n", canvas=6, memory=MemoryConfig())
-    b = lm.infill(prefix, "\n", canvas=6, memory=None)
+    a = lm.infill(prefix, "\n", InfillParams(canvas=6, memory=MemoryConfig()))
+    b = lm.infill(prefix, "\n", InfillParams(canvas=6, memory=None))
     assert (a.text, a.stats.forward_passes) == (b.text, b.stats.forward_passes)
 
 
@@ -121,7 +123,7 @@ def test_no_continuation_comes_from_the_lines_next_to_the_cursor():
 
 
 def test_a_prefix_ending_in_a_typed_space_is_healed():
-    from engine.lm import heal
+    from engine.heal import heal
 
     assert heal("def f(a, b):\n    return ") == ("def f(a, b):\n    return", " ")
     assert heal("x = f(a,  ") == ("x = f(a,", "  ")
@@ -131,8 +133,8 @@ def test_a_prefix_ending_in_a_typed_space_is_healed():
 
 def test_healed_completions_do_not_repeat_the_typed_space(lm):
     lm.memory.update("project", "def add(a, b):\n    return a + b\n")
-    result = lm.infill("def plus(a, b):\n    return ", "\n", canvas=20, single_line=True,
-                       memory=MemoryConfig(weight=0.99))
+    result = lm.infill("def plus(a, b):\n    return ", "\n",
+            InfillParams(canvas=20, single_line=True, memory=MemoryConfig(weight=0.99)))
     assert result.text == "a + b"
 
 
@@ -142,15 +144,13 @@ def test_the_corpus_index_votes_where_the_project_has_nothing(lm):
     prefix = "def volume(rect, depth):\n    return rect.width * "
     lm.corpus = CorpusIndex(PROJECT.encode())
     cfg = MemoryConfig(corpus_weight=0.9, corpus_min_length=4)
-    prior = lm.memory_prior(prefix, "\n", cfg)
+    prior = lm.prior_for(prefix, "\n", cfg, "", lm.memory)
     canvas = torch.full((4,), lm.special.mask, device=lm.device)
     masked = torch.ones(4, dtype=torch.bool, device=lm.device)
     out = prior(torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device), canvas, masked)
     assert int(out[0].argmax()) == lm.tokenizer.encode("rect.height")[0]
     # off: corpus_weight 0 leaves the logits as they are
-    off = lm.memory_prior(prefix, "\n", MemoryConfig(corpus_weight=0.0))
-    logits = torch.randn(4, lm.tokenizer.vocab_size, device=lm.device)
-    assert torch.equal(off(logits, canvas, masked), logits)
+    assert lm.prior_for(prefix, "\n", MemoryConfig(corpus_weight=0.0), "", RepositoryMemory()) is None
 
 
 def test_a_strong_project_match_leaves_the_corpus_little_weight(lm):
@@ -160,7 +160,7 @@ def test_a_strong_project_match_leaves_the_corpus_little_weight(lm):
     lm.corpus = CorpusIndex(b"def volume(rect, depth):\n    return rect.width * depth\n")
     lm.memory.update("project", PROJECT + "\ndef volume(rect, depth):\n    return rect.width * rect.height\n")
     cfg = MemoryConfig(weight=0.97, corpus_weight=0.9, corpus_min_length=4)
-    prior = lm.memory_prior(prefix, "\n", cfg)
+    prior = lm.prior_for(prefix, "\n", cfg, "", lm.memory)
     canvas = torch.full((4,), lm.special.mask, device=lm.device)
     masked = torch.ones(4, dtype=torch.bool, device=lm.device)
     out = prior(torch.zeros(4, lm.tokenizer.vocab_size, device=lm.device), canvas, masked).softmax(-1)

@@ -8,7 +8,7 @@ pytest.importorskip("ray.serve", reason="the team extra: pip install 'unmask[tea
 
 from engine.sample import SamplerConfig  # noqa: E402
 from lsp_server.team import http, job, llama, native, openai, templates  # noqa: E402
-from lsp_server.team.job import Answer, Job, Limits, Refused  # noqa: E402
+from lsp_server.team.job import Job, JobAnswer, Limits, RequestRefused  # noqa: E402
 from lsp_server.team.latency import Latency  # noqa: E402
 
 LIMITS = Limits(max_canvas=256, max_extra_bytes=100, sampler=SamplerConfig(tokens_per_step=3), memory=None)
@@ -38,7 +38,7 @@ def test_stop_strings_cut_at_the_earliest():
     assert job.cut("a = 1\n\nb = 2", ("\n\n", "=")) == ("a ", "=")
     assert job.cut("abc", ("x",)) == ("abc", None)
     assert job.stops("\n") == ("\n",) and job.stops(["", "x"]) == ("x",) and job.stops(None) == ()
-    with pytest.raises(Refused, match="at most 64"):
+    with pytest.raises(RequestRefused, match="at most 64"):
         job.stops(["x"] * 65)
 
 
@@ -55,16 +55,16 @@ def test_fim_lengths_are_clamped_to_the_fim_canvas():
 def test_extra_texts_over_the_limit():
     items = [("a", "x" * 40), ("b", "y" * 40), ("c", "z" * 40)]
     assert job.extra_pairs(items, LIMITS, "input_extra", keep_last=True) == (items[1], items[2])
-    with pytest.raises(Refused) as e:
+    with pytest.raises(RequestRefused) as e:
         job.extra_pairs(items, LIMITS, "extra", keep_last=False)
     assert e.value.status == 413 and e.value.param == "extra"
 
 
 def test_a_job_names_the_sampler_field_it_cannot_take():
     def body(**sampler):
-        return msgspec.convert({"prefix": "x", "sampler": sampler}, native.InfillBody)
+        return msgspec.convert({"prefix": "x", "sampler": sampler}, native.NativeInfillBody)
 
-    with pytest.raises(Refused) as e:
+    with pytest.raises(RequestRefused) as e:
         native.job(body(tokens_per_step=0), LIMITS)
     assert e.value.status == 422 and e.value.param == "tokens_per_step"
     made = native.job(body(threshold=None), LIMITS)
@@ -73,9 +73,9 @@ def test_a_job_names_the_sampler_field_it_cannot_take():
 
 def test_answers_know_why_they_ended():
     one = Job("p", "s", 8, LIMITS.sampler, None, stop=("\n",))
-    assert one.answer("a\nb", 3) == Answer("a", "stop", "\n")
-    assert one.answer("a", 3) == Answer("a", "stop", None)  # the model ended it
-    assert one.answer("abcdefgh", 8) == Answer("abcdefgh", "length", None)  # it filled the canvas
+    assert one.answer("a\nb", 3) == JobAnswer("a", "stop", "\n")
+    assert one.answer("a", 3) == JobAnswer("a", "stop", None)  # the model ended it
+    assert one.answer("abcdefgh", 8) == JobAnswer("abcdefgh", "length", None)  # it filled the canvas
 
 
 def test_llama_response_fields_select_paths():
@@ -92,15 +92,15 @@ def test_llama_response_fields_select_paths():
     (b'{"prefix": "x", "extra": [{"filename": 1, "text": ""}]}', 422, "extra[0].filename"),
 ])
 def test_json_errors_name_the_field(raw, status, message):
-    with pytest.raises(Refused) as e:
-        http.decode(raw, native.InfillBody)
+    with pytest.raises(RequestRefused) as e:
+        http.decode(raw, native.NativeInfillBody)
     assert e.value.status == status and message in e.value.message
 
 
 def test_deeply_nested_json_is_a_bad_request():
     raw = b'{"input_prefix": "x", "samplers": ' + b"[" * 100000 + b"]" * 100000 + b"}"
-    with pytest.raises(Refused) as e:
-        http.decode(raw, llama.InfillBody)
+    with pytest.raises(RequestRefused) as e:
+        http.decode(raw, llama.LlamaInfillBody)
     assert e.value.status == 400
 
 
@@ -113,7 +113,7 @@ def test_latency_percentiles():
 
 
 def test_auto_quantize_serves_full_precision_and_int8_stays_int8():
-    from lsp_server.options import ModelOptions
+    from lsp_server.models import ModelOptions
     from lsp_server.team.app import served_model
 
     assert served_model(ModelOptions()).quantize == "none"  # the default, "auto"

@@ -41,7 +41,7 @@ def cursor(line: int) -> tuple[str, str]:
         SOURCE[line + 1 : line + 4])
 
 
-class Server:
+class TeamClient:
     def __init__(self, port: int):
         self.port = port
 
@@ -95,7 +95,7 @@ def server(tmp_path_factory):
         # a session of its own: the test's Ctrl-C does not reach it, and a hung one is killed as a group
         proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=err, env=env,
                                 start_new_session=True)
-    s, t0 = Server(port), time.monotonic()
+    s, t0 = TeamClient(port), time.monotonic()
     try:
         while True:
             assert proc.poll() is None, f"team-server exited {proc.returncode}: {log.read_text()[-3000:]}"
@@ -172,29 +172,31 @@ def engine_model():
     import torch
 
     import engine
-    from lsp_server import filler
+    from lsp_server import models
     from lsp_server.options import Options
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     options = Options()
-    yield (engine.load_model(dtype="float32"), filler.sampler_config(options.sampler),
-           filler.memory_config(options.memory))
+    yield (engine.load_model(dtype="float32"), models.sampler_config(options.sampler),
+           models.memory_config(options.memory))
     torch.set_num_threads(threads)
 
 
 def test_the_answer_is_the_engines_and_extra_is_the_requests_own_memory(server, engine_model):
+    from engine.params import InfillParams
+
     model, sampler, memory = engine_model
     prefix = "def resolve_token(config):\n    return "
     remembered = "def resolve_token(config):\n    return config.tokens['team'].strip()\n"
     plain = server.native(prefix, "\n", canvas=16, single_line=True)
-    infill = dict(canvas=16, single_line=True, sampler=sampler, memory=memory)
-    assert plain == model.infill(prefix, "\n", **infill).text
+    infill = InfillParams(canvas=16, single_line=True, sampler=sampler, memory=memory)
+    assert plain == model.infill(prefix, "\n", infill).text
     with_memory = server.native(prefix, "\n", canvas=16, single_line=True,
                                 extra=[{"filename": "auth.py", "text": remembered}])
     model.memory.update("auth.py", remembered)
     try:
-        expected = model.infill(prefix, "\n", **infill).text
+        expected = model.infill(prefix, "\n", infill).text
     finally:
         model.memory.remove("auth.py")
     assert with_memory == expected and with_memory.startswith("config.") and with_memory != plain
@@ -486,8 +488,9 @@ def test_a_port_in_use_is_one_line(cli):
 
 
 def test_the_language_server_over_remote_completes_from_the_team_server(server):
-    """`python -m lsp_server --remote URL --token T` (pytest-lsp): an inline completion is answered, and by
-    the team server (its completed count moves)."""
+    """`python -m lsp_server --remote URL --token T` (pytest-lsp): an inline completion is answered, by the
+    team server (its completed count moves), and the language server never loads torch (no libtorch
+    mapped)."""
     import asyncio
 
     from lsprotocol import types
@@ -510,11 +513,14 @@ def test_the_language_server_over_remote_completes_from_the_team_server(server):
             before = server.status()["completed"]
             uri = open_doc(client, "team_remote.py", PY)
             result = await inline(client, uri, RETURN)
+            maps = Path(f"/proc/{client._server.pid}/maps").read_text()  # the server, after its completion
             await client.shutdown_session()
-            return result, before
+            return result, before, maps
         finally:
             await client.stop()
 
-    result, before = asyncio.run(run())
+    result, before, maps = asyncio.run(run())
     assert server.status()["completed"] > before
-    assert result is not None and all(isinstance(item.insert_text, str) for item in result.items)
+    (item,) = result.items  # the team server's answer, post-processed here
+    assert item.range.start == RETURN and item.insert_text.strip()
+    assert "libtorch" not in maps and "site-packages/torch/" not in maps

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import engine
+from engine.params import InfillParams
 from engine.training import bpe, corpus, export, loop, objective, prepare
 from engine.training.data import BatchSource, InfillSampler, infill_row, pick_span, plain_rows
 
@@ -220,8 +221,8 @@ def test_train_resume_is_exact_and_ships_a_loadable_model(data_dir, tmp_path):
     assert "tokens seen: 1,024" in (shipped / "MODEL_CARD.md").read_text().lower().replace("\n  ", " ")
     lm = engine.load_model(shipped)
     assert lm.tokenizer.mask_id == 1 and lm.tokenizer.eos_id == 0
-    assert lm.model.cfg.max_position_embeddings == TINY.seq_len
-    result = lm.infill("def add(a, b):\n    return ", "\n", canvas=4)
+    assert lm.config.max_position_embeddings == TINY.seq_len
+    result = lm.infill("def add(a, b):\n    return ", "\n", InfillParams(canvas=4))
     assert result.stats.canvas == 4
 
     continued = loop.train(tmp_path / "c", data_dir, dataclasses.replace(TINY, steps=5), init=shipped)

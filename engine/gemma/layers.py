@@ -10,7 +10,7 @@ from engine.gemma.config import GemmaConfig, LayerSpec
 from engine.gemma.moe import Experts, Router
 
 
-class RMSNorm(nn.Module):
+class GemmaRMSNorm(nn.Module):
     # Gemma 4: fp32 x * (mean(x^2) + eps)^-0.5 * weight (the weight as stored, no 1 + w); weightless for V
     def __init__(self, dim: int, eps: float, scale: bool = True):
         super().__init__()
@@ -48,7 +48,7 @@ def visible(q_pos: Tensor, k_pos: Tensor, sliding: bool, window: int) -> Tensor:
     return mask & (k_pos[None, :] > q_pos[:, None] - window) if sliding else mask
 
 
-class Attention(nn.Module):
+class GemmaAttention(nn.Module):
     def __init__(self, cfg: GemmaConfig, spec: LayerSpec):
         super().__init__()
         h, d, eps = cfg.hidden_size, spec.head_dim, cfg.rms_norm_eps
@@ -57,8 +57,8 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(h, spec.kv_heads * d, bias=False)
         self.v_proj = nn.Linear(h, spec.kv_heads * d, bias=False) if spec.sliding else None
         self.o_proj = nn.Linear(cfg.num_heads * d, h, bias=False)
-        self.q_norm, self.k_norm = RMSNorm(d, eps), RMSNorm(d, eps)
-        self.v_norm = RMSNorm(d, eps, scale=False)
+        self.q_norm, self.k_norm = GemmaRMSNorm(d, eps), GemmaRMSNorm(d, eps)
+        self.v_norm = GemmaRMSNorm(d, eps, scale=False)
 
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # x: [B, T, hidden] -> q [B, H, T, D], k and v [B, KV, T, D]
@@ -80,7 +80,7 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
-class MLP(nn.Module):
+class GemmaMLP(nn.Module):
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
@@ -97,13 +97,14 @@ class Layer(nn.Module):
     def __init__(self, cfg: GemmaConfig, spec: LayerSpec):
         super().__init__()
         h, eps = cfg.hidden_size, cfg.rms_norm_eps
-        self.input_layernorm, self.post_attention_layernorm = RMSNorm(h, eps), RMSNorm(h, eps)
-        self.pre_feedforward_layernorm, self.post_feedforward_layernorm = RMSNorm(h, eps), RMSNorm(h, eps)
-        self.pre_feedforward_layernorm_2 = RMSNorm(h, eps)
-        self.post_feedforward_layernorm_1 = RMSNorm(h, eps)
-        self.post_feedforward_layernorm_2 = RMSNorm(h, eps)
-        self.self_attn = Attention(cfg, spec)
-        self.mlp = MLP(h, cfg.intermediate_size)
+        self.input_layernorm, self.post_attention_layernorm = GemmaRMSNorm(h, eps), GemmaRMSNorm(h, eps)
+        self.pre_feedforward_layernorm = GemmaRMSNorm(h, eps)
+        self.post_feedforward_layernorm = GemmaRMSNorm(h, eps)
+        self.pre_feedforward_layernorm_2 = GemmaRMSNorm(h, eps)
+        self.post_feedforward_layernorm_1 = GemmaRMSNorm(h, eps)
+        self.post_feedforward_layernorm_2 = GemmaRMSNorm(h, eps)
+        self.self_attn = GemmaAttention(cfg, spec)
+        self.mlp = GemmaMLP(h, cfg.intermediate_size)
         self.router, self.experts = Router(cfg), Experts(cfg)
         self.register_buffer("layer_scalar", torch.ones(1))  # the decoder's
         self.register_buffer("encoder_scalar", torch.ones(1))
@@ -124,9 +125,9 @@ class SelfConditioning(nn.Module):
     # weightless norm
     def __init__(self, cfg: GemmaConfig):
         super().__init__()
-        self.pre_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.post_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, scale=False)
-        self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
+        self.pre_norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps, scale=False)
+        self.mlp = GemmaMLP(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, x: Tensor, soft: Tensor | None) -> Tensor:
         # x, soft: [B, C, hidden]; no soft embedding (the first step) adds exactly zero

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from engine.api import Cancel, Capabilities, InfillResult, InfillStats, ModelInfo, refuse_unsupported
+from engine.errors import Unsupported
 from engine.gemma.cache import PromptCache
 from engine.gemma.complete import cut_at_suffix, end_of_text
+from engine.gemma.config import GemmaConfig
 from engine.gemma.generate import Denoised, Generated, denoise, generate
 from engine.gemma.load import load_network
 from engine.gemma.model import DiffusionGemma
 from engine.gemma.sampling import Sampling
 from engine.gemma.tokens import GemmaTokenizer
 from engine.heal import heal, unheal
-from engine.lm import DEFAULT_CANVAS, InfillResult, InfillStats
-from engine.memory import MemoryConfig, RepositoryMemory
-from engine.sample import SamplerConfig
+from engine.lm import cut_context
+from engine.memory import RepositoryMemory
+from engine.params import InfillParams, SamplerConfig
+
+FAMILY = "diffusion-gemma"
+# no context cache to approximate (the prompt cache is exact), no memory prior, one request at a time; a
+# canvas "grows" block by block after the prefix when there is no suffix (or left_to_right)
+CAPABILITIES = Capabilities(cache=False, memory=False, grows=True, batching=False, score=False, sampler=False)
 
 
 @dataclass(frozen=True)
 class GemmaFamily:
-    name: str = "diffusion-gemma"
+    name: str = FAMILY
 
 
 class DiffusionGemmaLM:
@@ -36,7 +44,9 @@ class DiffusionGemmaLM:
         self.model, self.tokenizer, self.path, self.sampling = model, tokenizer, path, sampling
         self.special = tokenizer.special
         self.device = model.embed_tokens.weight.device
-        # kept so the server can feed it as it feeds every model; infill does not mix it in (README)
+        self.name = str(path)
+        self.capabilities = CAPABILITIES
+        # the contract's: a server feeds it as it feeds every model, but no request may ask to mix it in
         self.memory = RepositoryMemory()
         self._prompt: tuple[Tensor, PromptCache] | None = None  # the last canvas_logits prompt and its cache
 
@@ -45,8 +55,18 @@ class DiffusionGemmaLM:
         return self.model.embed_tokens.weight.dtype
 
     @property
+    def config(self) -> GemmaConfig:
+        """The network's shape (engine/gemma/config.py)."""
+        return self.model.cfg
+
+    @property
     def max_positions(self) -> int:
         return self.model.cfg.max_position_embeddings
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, FAMILY, str(self.device), str(self.dtype).removeprefix("torch."), "none",
+                         self.max_positions)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -60,12 +80,8 @@ class DiffusionGemmaLM:
 
     def context_ids(self, prefix: str, suffix: str, canvas: int) -> tuple[list[int], list[int]]:
         """BOS + prefix and the suffix, cut to fit the positions (as DiffusionLM.context_ids)."""
-        pre, suf = self.tokenizer.encode(prefix), self.tokenizer.encode(suffix)
-        room = self.context_room(canvas)
-        if room < 0:
-            raise ValueError(f"canvas {canvas} does not fit the model's {self.max_positions} positions")
-        suf = suf[: min(len(suf), max(room // 4, room - len(pre)))]
-        return self._head() + pre[max(len(pre) - (room - len(suf)), 0) :], suf
+        return cut_context(self.tokenizer.encode(prefix), self.tokenizer.encode(suffix),
+                           self.context_room(canvas), self.max_positions, canvas, self._head(), [])
 
     # ---- the model's own interface
 
@@ -100,57 +116,51 @@ class DiffusionGemmaLM:
 
     # ---- code completion
 
-    def sampling_for(self, sampler: Sampling | SamplerConfig | None) -> Sampling:
-        # SamplerConfig belongs to masked decoding: only its step count carries over (max_denoising_steps)
-        if isinstance(sampler, Sampling):
-            return sampler
-        if sampler is not None and sampler.steps:
-            return dataclasses.replace(self.sampling, steps=sampler.steps)
-        return self.sampling
+    def sampling_for(self, sampler: SamplerConfig | None) -> Sampling:
+        """The checkpoint's Sampling (self.sampling) with a SamplerConfig's `steps`; any other SamplerConfig
+        field belongs to masked decoding and is refused."""
+        if sampler is None:
+            return self.sampling
+        plain = SamplerConfig()
+        for f in dataclasses.fields(SamplerConfig):
+            if f.name != "steps" and getattr(sampler, f.name) != getattr(plain, f.name):
+                raise Unsupported(f"InfillParams.sampler.{f.name}: {FAMILY} decodes with its own Sampling "
+                                  "(model.sampling); only steps carries over")
+        return dataclasses.replace(self.sampling, steps=sampler.steps) if sampler.steps else self.sampling
 
     @torch.inference_mode()
-    def infill(
-        self,
-        prefix: str,
-        suffix: str,
-        *,
-        canvas: int | None = None,
-        max_canvas: int | None = None,
-        sampler: Sampling | SamplerConfig | None = None,
-        cache: bool | None = None,
-        refresh: int = 8,
-        seed: int = 0,
-        cancel: Callable[[], bool] | None = None,
-        single_line: bool = False,
-        memory: MemoryConfig | None = None,
-        left_to_right: bool = False,
-    ) -> InfillResult:
-        """The text between prefix and suffix (README, DiffusionGemma). With a suffix: the prefix through the
-        encoder, the suffix encoded at the positions after a canvas of `canvas` tokens, one canvas denoised
-        between them, cut at its first end token and where it runs into the suffix. Without a suffix, or with
-        left_to_right: canvases of `canvas` tokens after the prefix until an end token or max_canvas tokens.
-        cache and refresh have no effect (the prompt cache is exact) and memory is not mixed in."""
+    def infill(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+               cancel: Cancel | None = None, *, left_to_right: bool = False) -> InfillResult:
+        """The text between prefix and suffix (docs/engine.md, DiffusionGemma). With a suffix: the prefix
+        through the encoder, the suffix encoded at the positions after a canvas of `canvas` tokens, one canvas
+        denoised between them, cut at its first end token and where it runs into the suffix. Without a
+        suffix, or with left_to_right: canvases of `canvas` tokens after the prefix until an end token or
+        max_canvas tokens."""
         t0 = time.perf_counter()
-        n = DEFAULT_CANVAS if canvas is None else canvas
-        for name, value in (("canvas", n), ("max_canvas", max_canvas), ("refresh", refresh)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        s, generator = self.sampling_for(sampler), torch.Generator(self.device).manual_seed(seed)
+        refuse_unsupported(FAMILY, self.capabilities, params)
+        n = params.canvas
+        s = self.sampling_for(params.sampler)
+        generator = torch.Generator(self.device).manual_seed(params.seed)
         prefix, healed = heal(prefix)
         between = not left_to_right and bool(self.tokenizer.encode(suffix))
-        limit = n if between else max(n, max_canvas or n)
+        limit = n if between else params.widest
         before, after = self.context_ids(prefix, suffix, limit)
-        newline = self.tokenizer.newline_ids if single_line else frozenset()
+        newline = self.tokenizer.newline_ids if params.single_line else frozenset()
         if between:
             ids, probs, forwards = self._between(before, after, n, s, generator, cancel)
+            blocks = 1
         else:
-            ids, probs, forwards = self._onward(before, n, limit, newline, s, generator, cancel)
+            ids, probs, forwards, blocks = self._onward(before, n, limit, newline, s, generator, cancel)
         text = unheal(self.tokenizer.decode(ids), healed)
-        if single_line:
+        if params.single_line:
             text = text.split("\n", 1)[0]
         conf = float(sum(probs) / len(probs)) if probs else 0.0
-        stats = InfillStats(forwards, limit / max(forwards, 1), limit, (time.perf_counter() - t0) * 1000)
+        stats = InfillStats(forwards, n * blocks / max(forwards, 1), n, (time.perf_counter() - t0) * 1000)
         return InfillResult(text, conf, stats)
+
+    def score(self, prefix: str, suffix: str, candidates: Sequence[str],
+              params: InfillParams = InfillParams()) -> list[float]:
+        raise Unsupported(f"{FAMILY} does not score candidates (capabilities.score is False)")
 
     def _denoise(self, cache: PromptCache, start: int, n: int, s: Sampling, generator, cancel) -> Denoised:
         noise = torch.randint(0, self.model.cfg.vocab_size, (1, n), generator=generator, device=self.device)
@@ -172,17 +182,17 @@ class DiffusionGemmaLM:
 
     def _onward(self, before: list[int], n: int, limit: int, newline: frozenset[int], s: Sampling, generator,
                 cancel):
-        cache, ids, probs, forwards = PromptCache(self.model.cfg), [], [], 0
+        cache, ids, probs, forwards, blocks = PromptCache(self.model.cfg), [], [], 0, 0
         self.model.encode(torch.tensor([before], device=self.device), cache)
         while len(ids) < limit:
             out = self._denoise(cache, cache.length, n, s, generator, cancel)
-            forwards += int(out.forwards[0])
+            forwards, blocks = forwards + int(out.forwards[0]), blocks + 1
             block, block_probs = self._kept(out)
             ids, probs = ids + block, probs + block_probs
             if len(block) < n or newline.intersection(block):
                 break
             self.model.encode(out.argmax, cache)
-        return ids[:limit], probs[:limit], forwards
+        return ids[:limit], probs[:limit], forwards, blocks
 
     def _kept(self, out: Denoised) -> tuple[list[int], list[float]]:
         # the committed canvas up to its first end token, with each kept token's probability
@@ -198,4 +208,6 @@ def load_gemma(folder: Path, config: dict, device: str, dtype: torch.dtype, quan
         raise ValueError(f"quantize {quantize!r} is not supported for diffusion-gemma checkpoints yet")
     model = load_network(folder, config, device, dtype, name)
     tokenizer = GemmaTokenizer(folder, config, ())
-    return DiffusionGemmaLM(model, tokenizer, folder, Sampling.from_checkpoint(folder))
+    lm = DiffusionGemmaLM(model, tokenizer, folder, Sampling.from_checkpoint(folder))
+    lm.name = name or str(folder)
+    return lm

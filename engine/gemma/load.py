@@ -15,7 +15,7 @@ from engine.errors import CheckpointError, DoesNotFit
 from engine.fit import GB, available_bytes
 from engine.gemma.config import GemmaConfig
 from engine.gemma.model import DiffusionGemma
-from engine.load import _read_tensor, weight_files
+from engine.load import read_tensor, weight_files
 
 DECODER, ENCODER = "model.decoder.", "model.encoder.language_model."
 SKIPPED = ("model.encoder.vision_tower.", "model.encoder.embed_vision.")
@@ -75,7 +75,7 @@ def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype
         )
     state, handles = {}, {}
     for theirs, ours in wanted.items():
-        tensor = _read_tensor(files[theirs], theirs, handles)
+        tensor = read_tensor(files[theirs], theirs, handles)
         if tensor.shape != params[ours].shape:
             raise CheckpointError(
                 f"{files[theirs].name}: tensor {theirs!r} {tuple(tensor.shape)} does not fit "

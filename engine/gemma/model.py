@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from engine.gemma.cache import PromptCache
 from engine.gemma.config import GemmaConfig, LayerSpec
-from engine.gemma.layers import Layer, RMSNorm, SelfConditioning, rope_tables, visible
+from engine.gemma.layers import GemmaRMSNorm, Layer, SelfConditioning, rope_tables, visible
 
 
 class DiffusionGemma(nn.Module):
@@ -23,7 +23,7 @@ class DiffusionGemma(nn.Module):
         self.cfg = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(Layer(cfg, spec) for spec in cfg.layers)
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.norm = GemmaRMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_conditioning = SelfConditioning(cfg)
         self.lm_head = (
             None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.tokenizer import Tokenizer, _first_id, _read_json
+from engine.tokenizer import Tokenizer, first_id, read_json
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class GemmaTokenizer(Tokenizer):
     text_config."""
 
     def _resolve(self, config: dict, side: dict, mask_names: tuple[str, ...], folder: Path) -> GemmaSpecial:
-        gen = _read_json(folder / "generation_config.json")
+        gen = read_json(folder / "generation_config.json")
         text = config.get("text_config") or {}
 
         def pick(key: str):
@@ -39,6 +39,6 @@ class GemmaTokenizer(Tokenizer):
                     return source[key]
             return self._named(side, key.removesuffix("_id"))
 
-        return GemmaSpecial(_ids(pick("eos_token_id")), _first_id(pick("pad_token_id")),
-                            _first_id(pick("bos_token_id")))
+        return GemmaSpecial(_ids(pick("eos_token_id")), first_id(pick("pad_token_id")),
+                            first_id(pick("bos_token_id")))
 

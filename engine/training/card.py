@@ -268,7 +268,7 @@ memory alone (its most frequent continuation, no network) and the two fused (the
 Through the real server (`python -m bench.eval_server --project <sdists>`: the unpacked project is the
 workspace, each cursor's file opened with its line deleted, default options; each row is the latest
 measurement of its arm, and on a CPU without native bf16 the default `quantize: auto` runs int8 since
-2026-12-02, where the no-workspace rows are older fp32 runs; README, int8):
+2026-12-02, where the no-workspace rows are older fp32 runs; bench/RESULTS.md, int8):
 
 {ablation_table([r for r in server_rows if "kind" in r], "project")}
 {server_humaneval([r for r in server_rows if "humaneval_single_line_pass@1" in r])}

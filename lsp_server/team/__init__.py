@@ -4,7 +4,7 @@ Every API shape (the native /v1/infill, llama.cpp's /infill, OpenAI's /v1/comple
 Mistral's /v1/fim/completions) becomes the same `job.Job`, which becomes engine.batch.InfillRequests; one
 engine.batch.Batcher per replica denoises the requests of all clients together.
 
-  job.py        Job, Limits, Refused: what every shape turns into and what it is checked against
+  job.py        Job, Limits, RequestRefused: what every shape turns into and what it is checked against
   native.py     POST /v1/infill
   llama.py      POST /infill (llama.cpp; llama.vim, llama.vscode)
   openai.py     POST /v1/completions (OpenAI legacy completions; minuet-ai.nvim, Continue's openai provider)

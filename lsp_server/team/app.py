@@ -18,13 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from engine.errors import Cancelled
-from engine.memory import MemoryConfig
-from engine.sample import SamplerConfig
+from engine.params import MemoryConfig, SamplerConfig
 
-from .. import filler
-from ..options import ModelOptions
+from .. import models
+from ..models import ModelOptions
 from . import http, llama, mistral, native, openai
-from .job import Answer, Job, Limits, Outcome, Refused
+from .job import Job, JobAnswer, Limits, Outcome, RequestRefused
 from .latency import Latency
 
 
@@ -34,7 +33,7 @@ def served_model(opts: ModelOptions) -> ModelOptions:
     return msgspec.structs.replace(opts, quantize="none") if opts.quantize == "auto" else opts
 
 # The native API's largest canvas: infill's largest span (a block, 128 tokens) with room to spare; the
-# model's positions less filler.MIN_CONTEXT of context bound it further.
+# model's positions less models.MIN_CONTEXT of context bound it further.
 MAX_CANVAS = 256
 
 
@@ -72,15 +71,17 @@ class TeamServer:
         from engine.batch import Batcher
 
         try:
-            model = filler.load(served_model(self.config.model))
+            model = models.load(served_model(self.config.model))
             batcher = Batcher(model, max_batch=self.config.max_batch)
         except Exception as e:  # a checkpoint or device the user got wrong: status and every route say so
             self.state, self.error = "failed", f"{type(e).__name__}: {e}" if not str(e) else str(e)
             return
-        room = max(1, min(MAX_CANVAS, model.max_positions - filler.MIN_CONTEXT))
-        self.limits = Limits(room, self.config.max_extra, self.config.sampler, self.config.memory)
+        room = max(1, min(MAX_CANVAS, model.max_positions - models.MIN_CONTEXT))
+        caps = model.capabilities
+        memory = self.config.memory if caps.memory else None
+        self.limits = Limits(room, self.config.max_extra, self.config.sampler, memory, grows=caps.grows)
         self.model, self.batcher = model, batcher
-        self.info = {**filler.describe(model), "model": self.config.model_name,
+        self.info = {**models.describe(model), "model": self.config.model_name,
                      "max_positions": model.max_positions, "max_canvas": room}
         self.state = "ready"
 
@@ -100,13 +101,13 @@ class TeamServer:
         """llama.cpp's health check (llama.vscode calls it): open without the token, 503 until ready."""
         if self.state == "ready":
             return JSONResponse({"status": "ok"})
-        return http.error(Refused(503, self.error or "loading model"))
+        return http.error(RequestRefused(503, self.error or "loading model"))
 
     @app.get("/v1/status")
     async def status(self, request: Request) -> Response:
         try:
             http.check_token(request, self.config.token)
-        except Refused as e:
+        except RequestRefused as e:
             return http.error(e)
         stats = self.batcher.stats() if self.batcher is not None else {}
         return JSONResponse({
@@ -136,24 +137,24 @@ class TeamServer:
 
     @app.post("/v1/infill")
     async def infill(self, request: Request) -> Response:
-        async def answer(body: native.InfillBody, arrived: float) -> Response:
+        async def answer(body: native.NativeInfillBody, arrived: float) -> Response:
             outcome, results = await self._run(native.job(body, self.limits), arrived)
             if outcome.answers[0].finish == "deadline":
-                raise Refused(504, "deadline_ms passed before the completion was done", "deadline_ms")
+                raise RequestRefused(504, "deadline_ms passed before the completion was done", "deadline_ms")
             return JSONResponse(native.response(results[0]))
 
-        return await self._handle(request, native.InfillBody, answer)
+        return await self._handle(request, native.NativeInfillBody, answer)
 
     @app.post("/infill")
     async def llama_infill(self, request: Request) -> Response:
-        async def answer(body: llama.InfillBody, arrived: float) -> Response:
+        async def answer(body: llama.LlamaInfillBody, arrived: float) -> Response:
             job, truncated = llama.job(body, self.limits)
             outcome, _ = await self._run(job, arrived)
             if body.stream:
                 return http.sse(llama.stream_events(outcome, truncated))
             return JSONResponse(llama.response(outcome, truncated, body.response_fields))
 
-        return await self._handle(request, llama.InfillBody, answer)
+        return await self._handle(request, llama.LlamaInfillBody, answer)
 
     @app.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
@@ -183,22 +184,22 @@ class TeamServer:
         try:
             http.check_token(request, self.config.token)
             if self.state != "ready":
-                raise Refused(503, f"the model failed to load: {self.error}" if self.error else
+                raise RequestRefused(503, f"the model failed to load: {self.error}" if self.error else
                               "the model is still loading; GET /v1/status says when it is ready")
             body = None
             if kind is not None:
                 body = http.decode(await http.read_body(request, self.config.max_body), kind)
             return await answer(body, arrived)
-        except Refused as e:
+        except RequestRefused as e:
             return http.error(e)
         except Exception as e:  # a bug, not the client: answer 500 and keep serving
-            return http.error(Refused(500, f"internal error: {type(e).__name__}: {e}"))
+            return http.error(RequestRefused(500, f"internal error: {type(e).__name__}: {e}"))
 
     async def _run(self, job: Job, arrived: float) -> tuple[Outcome, list]:
         """Submit the job's engine requests and wait for them; the client going away (the task cancelled)
         cancels them. Returns the Outcome and the engine results (None for an answer that has none)."""
         if job.canvas == 0:
-            answers = [Answer("", "stop")] * job.n
+            answers = [JobAnswer("", "stop")] * job.n
             return Outcome(answers, self.config.model_name, 0, 0, 0.0, 0.0), [None] * job.n
         tickets, gone = [], threading.Event()
 
@@ -221,10 +222,10 @@ class TeamServer:
         except ValueError as e:  # a request the engine refuses (InfillRequest's or prepare's checks)
             for ticket in tickets:
                 ticket.cancel()
-            raise Refused(422, str(e)) from None
+            raise RequestRefused(422, str(e)) from None
         for r in results:
             if isinstance(r, Cancelled) and job.deadline_ms is None:
-                raise Refused(503, "the server is shutting down")
+                raise RequestRefused(503, "the server is shutting down")
             if isinstance(r, BaseException) and not isinstance(r, Cancelled):
                 raise r
         done = [r for r in results if not isinstance(r, BaseException)]
@@ -236,11 +237,11 @@ class TeamServer:
         outcome = Outcome(answers, self.config.model_name, prompt, completion, ms, queue_ms)
         return outcome, [None if isinstance(r, BaseException) else r for r in results]
 
-    def _answers(self, job: Job, results: list) -> tuple[list[Answer], int, int]:
+    def _answers(self, job: Job, results: list) -> tuple[list[JobAnswer], int, int]:
         """The answers, prompt tokens and completion tokens (a worker thread: the tokenizer takes a few ms
         on a long prefix)."""
         count = self.model.count_tokens
-        answers = [Answer("", "deadline") if isinstance(r, BaseException)
+        answers = [JobAnswer("", "deadline") if isinstance(r, BaseException)
                    else job.answer(r.text, count(r.text)) for r in results]
         prompt = count(job.prefix) + count(job.suffix)
         return answers, prompt, sum(count(a.text) for a in answers if a.text)

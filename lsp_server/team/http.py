@@ -1,5 +1,5 @@
 """The HTTP edge every route shares: the bearer token, the body size limit, JSON decoding into a request
-Struct, error bodies, and server-sent events. Every error a client can cause is a Refused; the message
+Struct, error bodies, and server-sent events. Every error a client can cause is a RequestRefused; the message
 names the field."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from .job import Refused
+from .job import RequestRefused
 
 T = TypeVar("T")
 # msgspec's "Expected `int` >= 1 - at `$.sampler.top_k`" / "Object contains unknown field `canvs` - at `$`"
@@ -27,7 +27,7 @@ def check_token(request: Request, token: str | None) -> None:
         return
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-        raise Refused(401, "missing or wrong token: send the header `Authorization: Bearer <token>`")
+        raise RequestRefused(401, "missing or wrong token: send the header `Authorization: Bearer <token>`")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -35,14 +35,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
-            raise Refused(400, f"Content-Length must be a number of bytes, got {declared!r}")
+            raise RequestRefused(400, f"Content-Length must be a number of bytes, got {declared!r}")
         if int(declared) > limit:
-            raise Refused(413, f"request body of {int(declared)} bytes is over the limit of {limit}")
+            raise RequestRefused(413, f"request body of {int(declared)} bytes is over the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Refused(413, f"request body is over the limit of {limit} bytes")
+            raise RequestRefused(413, f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -57,14 +57,14 @@ def decode(body: bytes, kind: type[T]) -> T:
         field = at.group(1) if at else ""
         where = f"{field}: " if field else ""
         param = unknown.group(1) if unknown else field or None
-        raise Refused(422, f"{where}{message.split(' - at ')[0]}", param) from None
+        raise RequestRefused(422, f"{where}{message.split(' - at ')[0]}", param) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # invalid UTF-8 inside a string: the latter
-        raise Refused(400, f"request body is not valid JSON: {e}") from None
+        raise RequestRefused(400, f"request body is not valid JSON: {e}") from None
     except RecursionError:
-        raise Refused(400, "request body is JSON nested too deeply") from None
+        raise RequestRefused(400, "request body is JSON nested too deeply") from None
 
 
-def error(e: Refused) -> JSONResponse:
+def error(e: RequestRefused) -> JSONResponse:
     """OpenAI's error shape, which Continue and minuet show; llama.cpp's clients only look at the status."""
     kind = "authentication_error" if e.status == 401 else "server_error" if e.status >= 500 else (
         "invalid_request_error")

@@ -1,6 +1,6 @@
 """What every API shape becomes (a Job: engine requests plus how their text is cut), the limits a request is
 checked against, what the response builders get back (Outcome), and the one error a client can cause
-(Refused)."""
+(RequestRefused)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ import dataclasses
 from dataclasses import dataclass
 
 from engine.batch import InfillRequest
-from engine.memory import MemoryConfig
-from engine.sample import SamplerConfig
+from engine.params import InfillParams, MemoryConfig, SamplerConfig
 
 # Tokens an editor's FIM request may ask for (max_tokens, n_predict) are an upper bound written for
 # autoregressive decoders, which stop early (Continue, llama.vim and llama.vscode send 128 to 256). A masked
 # diffusion canvas costs forwards in proportion to its size whether or not the answer fills it, so those
 # requests are clamped to FIM_CANVAS; the native API takes any canvas up to the model's room.
 FIM_CANVAS = 64
-DEFAULT_CANVAS = 32  # a FIM request that names no length (engine.lm.DEFAULT_CANVAS)
+DEFAULT_CANVAS = 32  # a FIM request that names no length (engine.params.DEFAULT_CANVAS)
 MAX_STOPS = 64  # stop strings per request (Continue sends its template's stop words, a dozen or so)
 MAX_N = 8  # OpenAI's `n`: completions per request, each its own engine request
 
 
-class Refused(Exception):
+class RequestRefused(Exception):
     """A request answered with an HTTP error; `message` names the field, `param` is the field itself."""
 
     def __init__(self, status: int, message: str, param: str | None = None):
@@ -37,6 +36,7 @@ class Limits:
     max_extra_bytes: int  # UTF-8 bytes of per-request memory texts (extra / input_extra), all items together
     sampler: SamplerConfig  # the server's sampler; requests override single fields
     memory: MemoryConfig | None  # how a request's extra texts are mixed in (None: they are ignored)
+    grows: bool = False  # the model grows a canvas up to max_canvas (engine.Capabilities.grows)
 
     @property
     def fim_canvas(self) -> int:
@@ -44,7 +44,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Answer:
+class JobAnswer:
     text: str
     finish: str  # "stop": the model ended it or a stop string cut it; "length": it filled the canvas;
     # "deadline": the request's deadline passed first (the text is empty)
@@ -53,9 +53,9 @@ class Answer:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the response builders get: one Answer per engine request and the usage around them."""
+    """What the response builders get: one JobAnswer per engine request and the usage around them."""
 
-    answers: list[Answer]
+    answers: list[JobAnswer]
     model: str  # the served model's name (responses name it; a request's `model` field is ignored)
     prompt_tokens: int
     completion_tokens: int
@@ -86,20 +86,21 @@ class Job:
         """The engine requests; `arrived` is the time.monotonic() the request came in."""
         deadline = None if self.deadline_ms is None else arrived + self.deadline_ms / 1000
         return [
-            InfillRequest(self.prefix, self.suffix, canvas=self.canvas, max_canvas=self.max_canvas,
-                          single_line=self.single_line, sampler=self.sampler, seed=self.seed + i,
-                          deadline=deadline, memory=self.memory, extra=self.extra)
+            InfillRequest(self.prefix, self.suffix, InfillParams(
+                canvas=self.canvas, max_canvas=self.max_canvas, single_line=self.single_line,
+                sampler=self.sampler, seed=self.seed + i, memory=self.memory),
+                deadline=deadline, extra=self.extra)
             for i in range(self.n)
         ]
 
-    def answer(self, text: str, tokens: int) -> Answer:
+    def answer(self, text: str, tokens: int) -> JobAnswer:
         """An engine result's text (of `tokens` tokens) as the client sees it: cut at the first stop string,
         or before a later line indented less than `indent`."""
         text, word = cut(text, self.stop)
         if self.indent:
             text = dedent_cut(text, self.indent)
         finish = "stop" if word is not None or tokens < self.canvas else "length"
-        return Answer(text, finish, word)
+        return JobAnswer(text, finish, word)
 
 
 def sampler(limits: Limits, given: dict) -> SamplerConfig:
@@ -108,7 +109,7 @@ def sampler(limits: Limits, given: dict) -> SamplerConfig:
         return dataclasses.replace(limits.sampler, **given)
     except ValueError as e:
         field = next((k for k in given if f".{k} " in str(e)), None)
-        raise Refused(422, str(e).replace("SamplerConfig.", ""), field) from None
+        raise RequestRefused(422, str(e).replace("SamplerConfig.", ""), field) from None
 
 
 def given(**fields) -> dict:
@@ -128,7 +129,7 @@ def stops(stop: str | list[str] | None, field: str = "stop") -> tuple[str, ...]:
     """A stop string or list as a tuple without empty strings (an empty stop would cut every text)."""
     items = [stop] if isinstance(stop, str) else list(stop or ())
     if len(items) > MAX_STOPS:
-        raise Refused(422, f"{field}: at most {MAX_STOPS} stop strings, got {len(items)}", field)
+        raise RequestRefused(422, f"{field}: at most {MAX_STOPS} stop strings, got {len(items)}", field)
     return tuple(s for s in items if s)
 
 
@@ -166,7 +167,8 @@ def extra_pairs(items: list[tuple[str, str]], limits: Limits, field: str, keep_l
         if total + size > limits.max_extra_bytes:
             if keep_last:
                 break
-            raise Refused(413, f"{field}: more than {limits.max_extra_bytes} bytes of text in all", field)
+            raise RequestRefused(413, f"{field}: more than {limits.max_extra_bytes} bytes of text in all",
+                                 field)
         total += size
         kept.append((name, text))
     return tuple(reversed(kept)) if keep_last else tuple(kept)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from .. import filler
+from .. import models
 from ..options import Options
 
 APP = "unmask"
@@ -36,7 +36,7 @@ class Settings:
     ray_address: str | None
 
 
-class Failed(Exception):
+class LaunchFailed(Exception):
     """One line for the user, exit status 1."""
 
 
@@ -57,7 +57,7 @@ def serve_team(s: Settings) -> int:
     try:
         model, name = check(s)
         start(s, model, name, stop)
-    except Failed as e:
+    except LaunchFailed as e:
         print(f"unmask: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the handlers are in place
@@ -77,21 +77,22 @@ def first_line(e: Exception) -> str:
 
 def check(s: Settings):
     """The model options the replicas load (a Hub id resolved to its folder: downloaded here, once) and the
-    model's name; Failed for a port in use, a device this machine lacks or a folder that is no checkpoint."""
+    model's name; LaunchFailed for a port in use, a device this machine lacks or a folder that is no
+    checkpoint."""
     from engine import CheckpointError, DeviceUnavailable
     from engine.hub import repo_id_of
-    from engine.lm import DEFAULT_MODEL, check_device
     from engine.load import read_config
+    from engine.registry import DEFAULT_MODEL, check_device
 
     if s.ray_address is None:  # on a cluster, Serve's proxies may be elsewhere, or already listening
         check_port(s.host, s.port)
     opts = s.options.model
     try:
         check_device(opts.device)
-        opts = filler.fetch(opts)
+        opts = models.fetch(opts)
         read_config(DEFAULT_MODEL if opts.path is None else Path(opts.path))
     except (CheckpointError, DeviceUnavailable) as e:
-        raise Failed(str(e)) from None
+        raise LaunchFailed(str(e)) from None
     name = "unmask-embedded" if opts.path is None else repo_id_of(opts.path) or str(opts.path)
     return msgspec.structs.replace(opts, remote=None, token=None), name
 
@@ -100,14 +101,14 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise Failed(f"--host {host!r}: {e.strerror}") from None
+        raise LaunchFailed(f"--host {host!r}: {e.strerror}") from None
     family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as e:
-            raise Failed(f"cannot listen on {host}:{port}: {e.strerror}") from None
+            raise LaunchFailed(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 def start(s: Settings, model, name: str, stop: threading.Event) -> None:
@@ -132,7 +133,7 @@ def start(s: Settings, model, name: str, stop: threading.Event) -> None:
     serve.start(http_options={"host": s.host, "port": s.port}, logging_config=quiet)
     options = s.options
     config = Config(replica_model(model, s.replicas, gpus), name,
-                    filler.sampler_config(options.sampler, model.path), filler.memory_config(options.memory),
+                    models.sampler_config(options.sampler, model.path), models.memory_config(options.memory),
                     s.max_batch, s.replicas, s.token, s.max_body, MAX_EXTRA)
     deployment = serve.deployment(
         TeamServer, name=APP, num_replicas=s.replicas,
@@ -154,14 +155,14 @@ def start(s: Settings, model, name: str, stop: threading.Event) -> None:
 
 
 def wait_ready(handle, replicas: int, stop: threading.Event) -> None:
-    """Until every replica has loaded its model; Failed with the first replica's load error."""
+    """Until every replica has loaded its model; LaunchFailed with the first replica's load error."""
     ready: set[str] = set()
     while not stop.is_set():
         # several calls at once so that the router reaches every replica
         answers = [r.result() for r in [handle.readiness.remote() for _ in range(2 * replicas)]]
         for a in answers:
             if a["state"] == "failed":
-                raise Failed(f"the model failed to load: {a['error']}")
+                raise LaunchFailed(f"the model failed to load: {a['error']}")
             if a["state"] == "ready":
                 ready.add(a["replica"])
         if len(ready) >= replicas:
@@ -175,7 +176,7 @@ def replica_model(model, replicas: int, gpus: int):
     if model.device.startswith("cuda"):
         return msgspec.structs.replace(model, device="cuda")
     if model.device == "cpu" and model.threads == 0:
-        return msgspec.structs.replace(model, threads=max(1, filler.default_threads() // replicas))
+        return msgspec.structs.replace(model, threads=max(1, models.default_threads() // replicas))
     return model
 
 

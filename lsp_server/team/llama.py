@@ -28,7 +28,7 @@ class Chunk(msgspec.Struct):
     filename: str = ""
 
 
-class InfillBody(msgspec.Struct):
+class LlamaInfillBody(msgspec.Struct):
     input_prefix: str = ""
     input_suffix: str = ""
     input_extra: list[Chunk] = []
@@ -45,7 +45,7 @@ class InfillBody(msgspec.Struct):
     response_fields: list[str] | None = None
 
 
-def job(body: InfillBody, limits: Limits) -> tuple[Job, bool]:
+def job(body: LlamaInfillBody, limits: Limits) -> tuple[Job, bool]:
     """The Job and whether input_extra was truncated."""
     chunks = [(c.filename, c.text) for c in body.input_extra]
     extra = extra_pairs(chunks, limits, "input_extra", keep_last=True)

@@ -11,9 +11,9 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from engine.lm import InfillResult
+from engine.api import InfillResult
 
-from .job import Job, Limits, Refused, extra_pairs, sampler
+from .job import Job, Limits, RequestRefused, extra_pairs, sampler
 
 Positive = Annotated[int, Meta(ge=1)]
 
@@ -37,7 +37,7 @@ class SamplerFields(msgspec.Struct, forbid_unknown_fields=True):
     steps: int | None | UnsetType = UNSET
 
 
-class InfillBody(msgspec.Struct, forbid_unknown_fields=True):
+class NativeInfillBody(msgspec.Struct, forbid_unknown_fields=True):
     prefix: str
     suffix: str = ""
     canvas: Positive = 32
@@ -49,15 +49,17 @@ class InfillBody(msgspec.Struct, forbid_unknown_fields=True):
     extra: list[ExtraFile] = []
 
 
-def job(body: InfillBody, limits: Limits) -> Job:
+def job(body: NativeInfillBody, limits: Limits) -> Job:
     for name in ("canvas", "max_canvas"):
         value = getattr(body, name)
         if value is not None and value > limits.max_canvas:
-            raise Refused(422, f"{name}: at most {limits.max_canvas} for this model, got {value}", name)
+            raise RequestRefused(422, f"{name}: at most {limits.max_canvas} for this model, got {value}",
+                                 name)
     fields = {} if body.sampler is None else msgspec.structs.asdict(body.sampler)
     config = sampler(limits, {k: v for k, v in fields.items() if v is not UNSET})
     extra = extra_pairs([(f.filename, f.text) for f in body.extra], limits, "extra", keep_last=False)
-    return Job(body.prefix, body.suffix, body.canvas, config, limits.memory, max_canvas=body.max_canvas,
+    grows = body.max_canvas if limits.grows else None  # a fixed-canvas model fills `canvas` tokens
+    return Job(body.prefix, body.suffix, body.canvas, config, limits.memory, max_canvas=grows,
                single_line=body.single_line, seed=body.seed, deadline_ms=body.deadline_ms, extra=extra)
 
 

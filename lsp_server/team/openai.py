@@ -21,7 +21,7 @@ import msgspec
 from msgspec import Meta
 
 from . import templates
-from .job import MAX_N, Job, Limits, Outcome, Refused, fim_canvas, given, sampler, single_line, stops
+from .job import MAX_N, Job, Limits, Outcome, RequestRefused, fim_canvas, given, sampler, single_line, stops
 
 # Continue's Inception adapter sends this for an empty suffix
 END_OF_TEXT = "<|endoftext|>"
@@ -45,7 +45,8 @@ def prompt_of(body: CompletionBody) -> str:
     if isinstance(body.prompt, str):
         return body.prompt
     if len(body.prompt) != 1:
-        raise Refused(422, f"prompt: one string per request, got a list of {len(body.prompt)}", "prompt")
+        raise RequestRefused(422, f"prompt: one string per request, got a list of {len(body.prompt)}",
+                             "prompt")
     return body.prompt[0]
 
 

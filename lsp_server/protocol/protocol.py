@@ -6,8 +6,8 @@
   answered with an error whose id is null (see UnmaskServer.report_server_error for unparsable JSON).
   A notification that cannot be read is logged and ignored: JSON-RPC never answers a notification.
 - Params are read with strict JSON types (strict.py): a wrong type is invalid, never coerced.
-- Text sync goes only to the server's own documents (documents.py): pygls' workspace copy is not kept,
-  so every document has one owner and a change to a document never opened is ignored, not an error.
+- Text sync goes only to the server's own documents (documents/documents.py): pygls' workspace copy is not
+  kept, so every document has one owner and a change to a document never opened is ignored, not an error.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ POLL_S = 0.02  # how often the cancel flag is read while the server works
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
-class Failed(Exception):
+class ConnectionFailed(Exception):
     """No answer: refused, reset, unresolvable, timed out, not HTTP. The message is a few words for a user."""
 
 
@@ -30,7 +30,7 @@ class Aborted(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class HttpReply:
     status: int
     body: bytes
 
@@ -48,8 +48,8 @@ class Connection:
         self._conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: bytes | None, *, timeout_s: float,
-                cancel: Callable[[], bool] | None = None) -> Answer:
-        """The server's answer to one request within timeout_s; raises Failed or Aborted."""
+                cancel: Callable[[], bool] | None = None) -> HttpReply:
+        """The server's answer to one request within timeout_s; raises ConnectionFailed or Aborted."""
         deadline = time.monotonic() + timeout_s
         for attempt in range(2):
             reused = self._conn is not None
@@ -62,7 +62,7 @@ class Connection:
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 if not (reused and attempt == 0 and isinstance(e, _STALE)):
-                    raise Failed(self._describe(e, timeout_s)) from None
+                    raise ConnectionFailed(self._describe(e, timeout_s)) from None
         raise AssertionError  # the second attempt, on a new connection, returned or raised
 
     def close(self) -> None:
@@ -78,7 +78,7 @@ class Connection:
 
     def _connect(self, deadline: float) -> http.client.HTTPConnection:
         if not self.port:
-            raise Failed("the URL's port is out of range")
+            raise ConnectionFailed("the URL's port is out of range")
         timeout = max(0.001, min(self.connect_s, deadline - time.monotonic()))
         if self.https:
             conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
@@ -90,7 +90,7 @@ class Connection:
         self._conn = conn
         return conn
 
-    def _exchange(self, conn, method, path, body, deadline, cancel) -> Answer:
+    def _exchange(self, conn, method, path, body, deadline, cancel) -> HttpReply:
         conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
         headers = {**self.headers, "Content-Type": "application/json"} if body is not None else self.headers
         conn.request(method, self.base + path, body=body, headers=headers)
@@ -100,7 +100,7 @@ class Connection:
         data = response.read()
         if response.will_close:
             self.close()
-        return Answer(response.status, data)
+        return HttpReply(response.status, data)
 
     def _describe(self, e: Exception, timeout_s: float) -> str:
         if isinstance(e, ConnectionRefusedError):

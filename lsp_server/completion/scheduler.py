@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from .outcomes import Superseded
+from ..outcomes import Superseded
 
 
-class Ticket:
+class CancelToken:
     """One request's cancel flag, readable from the engine thread and awaitable on the loop."""
 
     def __init__(self):
@@ -40,7 +40,7 @@ class Ticket:
 
 class Scheduler:
     def __init__(self):
-        self._latest: dict[str, Ticket] = {}  # document uri -> its newest request
+        self._latest: dict[str, CancelToken] = {}  # document uri -> its newest request
 
     async def run(
         self,
@@ -51,7 +51,7 @@ class Scheduler:
     ):
         """submit(cancel_flag)'s result, or Superseded if a newer request for uri came (or ready() turned
         False) before submit was called."""
-        ticket = Ticket()
+        ticket = CancelToken()
         if (older := self._latest.get(uri)) is not None:
             older.cancel()
         self._latest[uri] = ticket

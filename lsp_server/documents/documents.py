@@ -1,8 +1,8 @@
 """Each open document, owned by the event loop: text, version and line index, and whether it can complete.
 
 This is the only copy of the text. Every change makes a new immutable `DocumentText`; the engine thread is
-handed those (worker.py) and keeps only a parse derived from one of them, so it can never hold text the
-client did not send. Position conversions and cache look-ups read this copy without waiting.
+handed those (completion/worker.py) and keeps only a parse derived from one of them, so it can never hold text
+the client did not send. Position conversions and cache look-ups read this copy without waiting.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pygls.uris import to_fs_path
 
 import infill
 
-from . import convert
+from ..protocol import convert
 
 MAX_BYTES = 5_000_000  # documents this large are kept but never parsed nor completed
 BINARY_SAMPLE = 4096

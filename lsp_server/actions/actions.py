@@ -5,12 +5,12 @@ computed in `codeAction/resolve` on the engine thread (refactors.py), with work-
 - *Fill holes* (`...fillHoles`): the document holds the hole marker (option actions.holeMarker).
 - *Complete this body* (`...completeBody`): an empty body on the selection's lines.
 
-An action's data names the document's uri and version, the range and the kind. A resolve for a version that
-is gone, or one the document leaves while the model works, returns the action without an edit and says why
-(window/showMessage): never an edit made for other text. `$/cancelRequest` cancels the resolve's task, and
-its CancelledError sets the engine's cancel flag, as for completions (scheduler.Ticket). Clients that
-declare no resolve support get a command (`unmask.runAction`) instead, which applies the same edit through
-`workspace/applyEdit`.
+An action's data names the document's uri and version, the range and the kind. A resolve for a version that is
+gone, or one the document leaves while the model works, returns the action without an edit and says why
+(window/showMessage): never an edit made for other text. `$/cancelRequest` cancels the resolve's task, and its
+CancelledError sets the engine's cancel flag, as for completions (completion.scheduler.CancelToken). Clients
+that declare no resolve support get a command (`unmask.runAction`) instead, which applies the same edit
+through `workspace/applyEdit`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
+from ..completion.progress import LoadProgress
+from ..completion.scheduler import CancelToken
+from ..outcomes import Interrupted, NoModel, Trouble
 from . import refactors
-from .outcomes import Cancelled, NoModel, Trouble
-from .progress import LoadProgress
-from .scheduler import Ticket
 
 BASE = f"{types.CodeActionKind.RefactorRewrite.value}.unmask"
 REWRITE, FILL, BODY = f"{BASE}.rewriteSelection", f"{BASE}.fillHoles", f"{BASE}.completeBody"
@@ -153,7 +153,7 @@ async def compute(ls: LanguageServer, data: ActionData) -> types.WorkspaceEdit |
         return _tell(ls, f"the model is {ls.status.model.state}")
     start, end = _offsets(ls, doc, data.lsp_range())
     content, revision = doc.content, doc.revision
-    ticket = Ticket()
+    ticket = CancelToken()
     progress = LoadProgress(ls, TITLES[data.kind].removesuffix(" (unmask)").lower(), _holes)
     job = ls.worker.run(JOBS[data.kind], content, start, end, ls.options, cancel=ticket.flag, key=data.uri,
                         **({"progress": progress.from_thread} if data.kind == FILL else {}))
@@ -169,7 +169,7 @@ async def compute(ls: LanguageServer, data: ActionData) -> types.WorkspaceEdit |
     ls.note_remote(outcome, tell=False)  # told below
     if isinstance(outcome, Trouble):
         return _tell(ls, outcome.message)
-    if isinstance(outcome, (Cancelled, NoModel)):
+    if isinstance(outcome, (Interrupted, NoModel)):
         return _tell(ls, "the model is not loaded" if isinstance(outcome, NoModel) else "cancelled")
     if ls.docs.get(data.uri) is not doc or doc.revision != revision:
         return _tell(ls, STALE)

@@ -1,10 +1,10 @@
 """The engine thread: the only thread that touches the model and the parsed documents.
 
-Jobs run one at a time in submission order. Every job that reads a document carries the state of its text
-it was made for (documents.DocumentText, owned by the event loop); the parses kept here are derived from
-those states (parsed.py), so a failed job can cost a re-parse but never leave the engine with other text.
+Jobs run one at a time in submission order. Every job that reads a document carries the state of its text it
+was made for (documents.DocumentText, owned by the event loop); the parses kept here are derived from those
+states (documents/parsed.py), so a failed job can cost a re-parse but never leave the engine with other text.
 A completion's cancel flag is polled between denoising steps (engine.Cancelled), or while a team server works
-(remote.py).
+(remote/remote.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from . import filler, workspace
-from .cache import Suggestion
-from .documents import DocumentText
-from .options import ModelOptions, Options
-from .outcomes import Cancelled, Loaded, LoadFailed, NoModel, NoSuggestion
-from .parsed import ParsedDocuments
-from .remote_memory import RemoteMemory
+from .. import models
+from ..documents import workspace
+from ..documents.documents import DocumentText
+from ..documents.parsed import ParsedDocuments
+from ..models import ModelOptions
+from ..options import Options
+from ..outcomes import Interrupted, Loaded, LoadFailed, NoModel, NoSuggestion, Suggestion
+from ..remote.remote_memory import RemoteMemory
+from . import filler
 
 log = logging.getLogger(__name__)
 MAX_OTHERS = 8  # other open documents of the same language offered as context, most recently edited first
@@ -69,8 +71,8 @@ class Worker:
     def complete(
         self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ) -> Future:
-        """Future of a Suggestion, NoSuggestion, Cancelled, NoModel, or with a team server Unreachable or
-        Refused, for offset in this state of the text."""
+        """Future of a Suggestion, NoSuggestion, Interrupted, NoModel, or with a team server Unreachable or
+        RemoteRefused, for offset in this state of the text."""
         return self._pool.submit(self._complete, content, offset, options, invoked, cancel)
 
     def run(self, job: Callable, content: DocumentText, *args, **kwargs) -> Future:
@@ -162,12 +164,12 @@ class Worker:
         from engine import CheckpointError, DeviceUnavailable
 
         try:
-            opts = filler.fetch(opts, progress)
+            opts = models.fetch(opts, progress)
         except CheckpointError as e:  # a Hub id that cannot be fetched leaves the old model in place
             return LoadFailed(str(e), kept_previous=self.model is not None)
         self._drop_model()  # free the old weights before loading the new ones
         try:
-            self.model = filler.load(opts)
+            self.model = models.load(opts)
         except (CheckpointError, DeviceUnavailable) as e:  # the folder, its size, or the device named
             return LoadFailed(str(e), kept_previous=False)
         except OutOfMemoryError:  # engine.fit let it through, but the device ran out while loading
@@ -175,10 +177,10 @@ class Worker:
         self._memory_for(False)
         self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
-        return Loaded(filler.describe(self.model))
+        return Loaded(models.describe(self.model))
 
     def _drop_model(self) -> None:
-        from .remote import RemoteModel
+        from ..remote.remote import RemoteModel
 
         if isinstance(self.model, RemoteModel):
             self.model.close()
@@ -186,11 +188,11 @@ class Worker:
 
     def _load_remote(self, opts: ModelOptions) -> Loaded:
         """A team server is loaded whether or not it answers now: a server that is down is asked again."""
-        from .remote import RemoteError
+        from ..remote.remote import RemoteError, RemoteModel
 
         self._drop_model()
         self._memory_for(True)
-        self.model = filler.load(opts, self._memory_here())
+        self.model = RemoteModel(opts.remote, opts.token, self._memory_here())
         try:
             self.model.facts()
         except RemoteError as e:
@@ -200,12 +202,12 @@ class Worker:
     def _complete(
         self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
     ):
-        from engine import Cancelled as Stopped
+        from engine.errors import Cancelled as Stopped
 
-        from .remote import RemoteError
+        from ..remote.remote import RemoteError
 
         if cancel.is_set():
-            return Cancelled()
+            return Interrupted()
         if self.model is None:
             return NoModel()
         doc = self._docs.get(content)
@@ -221,7 +223,7 @@ class Worker:
                 key=content.uri,
             )
         except Stopped:
-            return Cancelled()
+            return Interrupted()
         except RemoteError as e:
             return e.trouble
         if c is None:

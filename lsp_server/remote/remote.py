@@ -1,5 +1,6 @@
-"""A team server standing in for engine.DiffusionLM where lsp_server uses one (`unmask serve --remote URL`,
-option model.remote): tree-sitter planning, context and post-processing stay here; only the infill goes out.
+"""A team server as the model (engine.api.CompletionModel) where lsp_server uses one (`unmask serve --remote
+URL`, option model.remote): tree-sitter planning, context and post-processing stay here; only the infill goes
+out.
 
 Wire (JSON): `POST {url}/v1/infill` {prefix, suffix, canvas, max_canvas, single_line, sampler: SamplerConfig's
 fields, seed, deadline_ms, extra: [{filename, text}]} -> {text, confidence, stats}; `GET {url}/v1/status`
@@ -8,23 +9,26 @@ quantize}} (the facts the planning needs, asked for again after each failure). W
 carries `Authorization: Bearer`.
 
 No answer (refused, timed out, a 5xx, a server still loading) raises RemoteError(Unreachable), a 401, 403 or
-other 4xx RemoteError(Refused); after either, requests fail at once for a backoff (0.5 s, doubling to 15 s)
-and the next one asks the server again. Engine thread only, like the model it replaces.
+other 4xx RemoteError(RemoteRefused); after either, requests fail at once for a backoff (0.5 s, doubling to
+15 s) and the next one asks the server again. Engine thread only, like the model it replaces.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NoReturn
 
 import msgspec
 
-from . import __version__
-from .http_json import Aborted, Connection, Failed
-from .options import SAMPLER_DEFAULTS
-from .outcomes import Refused, Trouble, Unreachable
+from engine.api import Cancel, Capabilities, InfillResult, InfillStats, ModelInfo, refuse_unsupported
+from engine.errors import Cancelled, Unsupported
+from engine.params import InfillParams
+
+from .. import __version__
+from ..outcomes import RemoteRefused, Trouble, Unreachable
+from .http_json import Aborted, Connection, ConnectionFailed
 from .remote_memory import RemoteMemory
 
 CONNECT_S = 3.0
@@ -40,7 +44,9 @@ EXTRA_BYTES = 256 * 2**10
 BYTES_PER_TOKEN = 3
 FALLBACK_POSITIONS = 2048  # a status without model.max_positions
 RESERVED = 2  # positions for a BOS and an EOS around the context (DiffusionLM.context_room counts its own)
-DEFAULT_CANVAS = 32  # engine.lm's
+# what a team server does for this client: the memory's texts go along and max_canvas goes through (the team
+# server applies its own model's capabilities); no context-cache settings, no scoring, one request per call
+CAPABILITIES = Capabilities(cache=False, memory=True, grows=True, batching=False, score=False, sampler=True)
 
 
 class RemoteError(Exception):
@@ -51,7 +57,7 @@ class RemoteError(Exception):
 
 class ModelFacts(msgspec.Struct, frozen=True):
     name: str | None = None  # a Hub id or a folder: the catalogue's sampler recommendation is looked up by it
-    model: str | None = None  # the same, as filler.describe names it
+    model: str | None = None  # the same, as models.describe names it
     max_positions: int | None = None
     max_canvas: int | None = None  # the most canvas tokens the server takes; a larger canvas is cut to it
     device: str | None = None  # "cpu" sets the CPU's smaller default context (filler.context_budget)
@@ -65,7 +71,7 @@ class StatusAnswer(msgspec.Struct, frozen=True):
     model: ModelFacts = ModelFacts()
 
 
-class InfillRequest(msgspec.Struct, frozen=True):
+class RemoteInfillRequest(msgspec.Struct, frozen=True):
     prefix: str
     suffix: str
     canvas: int
@@ -77,18 +83,31 @@ class InfillRequest(msgspec.Struct, frozen=True):
     extra: list[dict[str, str]]
 
 
-class InfillAnswer(msgspec.Struct, frozen=True):
+class RemoteStats(msgspec.Struct, frozen=True):
+    """engine.InfillStats as the team server sends it; a field it leaves out reads as zero."""
+
+    forward_passes: int = 0
+    tokens_per_forward: float = 0.0
+    canvas: int = 0
+    ms: float = 0.0
+    queue_ms: float = 0.0
+    batch: float = 1.0
+
+    def result(self) -> InfillStats:
+        return InfillStats(**msgspec.structs.asdict(self))
+
+
+class RemoteInfillAnswer(msgspec.Struct, frozen=True):
     text: str
     confidence: float
-    stats: dict = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    type: str  # torch.device's: what filler.context_budget reads
+    stats: RemoteStats = RemoteStats()
 
 
 class RemoteModel:
+    """engine.api.CompletionModel over a team server's HTTP API."""
+
+    capabilities = CAPABILITIES
+
     def __init__(self, url: str, token: str | None = None, memory: RemoteMemory | None = None):
         self.url, self.has_token = url, token is not None
         self.memory = RemoteMemory() if memory is None else memory
@@ -100,16 +119,13 @@ class RemoteModel:
         self._trouble: Trouble | None = None
         self._retry_at, self._backoff = 0.0, BACKOFF_S[0]
 
-    # ---- what lsp_server reads of a DiffusionLM; the facts are asked for when not known (RemoteError)
+    # ---- the model contract (engine/api.py); the facts are asked for when not known (RemoteError)
 
     @property
-    def path(self) -> str | None:
-        facts = self.facts()
-        return facts.name or facts.model
-
-    @property
-    def device(self) -> Device:
-        return Device((self.facts().device or "cpu").split(":")[0])
+    def info(self) -> ModelInfo:
+        f = self.facts()
+        return ModelInfo(f.name or f.model or self.url, f.family or "unknown", f.device or "cpu",
+                         f.dtype or "unknown", f.quantize or "none", self.max_positions)
 
     @property
     def max_positions(self) -> int:
@@ -121,23 +137,29 @@ class RemoteModel:
     def count_tokens(self, text: str) -> int:
         return -(-len(text.encode("utf-8", "replace")) // BYTES_PER_TOKEN)
 
-    def infill(self, prefix: str, suffix: str, *, canvas: int | None = None, max_canvas: int | None = None,
-               sampler=None, cancel=None, single_line: bool = False, memory=None, seed: int = 0
-               ) -> InfillAnswer:
-        """DiffusionLM.infill's call on the team server. sampler: an engine.SamplerConfig (None: the language
-        server's defaults, options.SAMPLER_DEFAULTS); memory: a MemoryConfig to send the memory's texts along
-        (the team server weighs them its own way), None to send none; cancel() is polled while the server
-        works and raises engine.Cancelled, closing the connection."""
+    def infill(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+               cancel: Cancel | None = None) -> InfillResult:
+        """The infill on the team server. params.sampler None: the team server's own sampler; params.memory
+        set: the memory's texts go along (the team server weighs them its own way); cancel() is polled while
+        the server works and raises engine.errors.Cancelled, closing the connection. The team server cuts a
+        canvas past its model's room to fit."""
+        refuse_unsupported("a team server", CAPABILITIES, params)
         most = self.facts().max_canvas or 2**31
-        canvas, max_canvas = min(canvas or DEFAULT_CANVAS, most), max_canvas and min(max_canvas, most)
-        request = InfillRequest(
+        canvas, max_canvas = min(params.canvas, most), params.max_canvas and min(params.max_canvas, most)
+        sampler = params.sampler
+        request = RemoteInfillRequest(
             prefix=prefix, suffix=suffix, canvas=canvas, max_canvas=max_canvas,
-            single_line=single_line, seed=seed, deadline_ms=int(ANSWER_S * 1000),
-            sampler=dataclasses.asdict(sampler) if sampler is not None else dict(SAMPLER_DEFAULTS),
-            extra=self.memory.extra(EXTRA_BYTES) if memory is not None else [],
+            single_line=params.single_line, seed=params.seed, deadline_ms=int(ANSWER_S * 1000),
+            sampler=dataclasses.asdict(sampler) if sampler is not None else {},  # {}: the team server's own
+            extra=self.memory.extra(EXTRA_BYTES) if params.memory is not None else [],
         )
         body = self._ask("POST", "/v1/infill", msgspec.json.encode(request), ANSWER_S, cancel)
-        return self._decode(body, InfillAnswer, "an infill answer")
+        answer = self._decode(body, RemoteInfillAnswer, "an infill answer")
+        return InfillResult(answer.text, answer.confidence, answer.stats.result())
+
+    def score(self, prefix: str, suffix: str, candidates: Sequence[str],
+              params: InfillParams = InfillParams()) -> list[float]:
+        raise Unsupported("a team server does not score candidates (capabilities.score is False)")
 
     # ----
 
@@ -165,19 +187,17 @@ class RemoteModel:
         try:
             answer = self._http.request(method, path, body, timeout_s=timeout_s, cancel=cancel)
         except Aborted:
-            from engine import Cancelled
-
             raise Cancelled() from None
-        except Failed as e:
+        except ConnectionFailed as e:
             self._fail(Unreachable(f"team server {self.url}: {e}"))
         if answer.status == 200:
             self._trouble = None
             return answer.body
         said = _detail(answer.body)
         if answer.status in (401, 403):
-            self._fail(Refused(self._token_message(answer.status)))
+            self._fail(RemoteRefused(self._token_message(answer.status)))
         if 400 <= answer.status < 500:
-            self._fail(Refused(f"team server {self.url} refused the request ({answer.status}{said})"))
+            self._fail(RemoteRefused(f"team server {self.url} refused the request ({answer.status}{said})"))
         self._fail(Unreachable(f"team server {self.url} answered {answer.status}{said}"))
 
     def _decode(self, body: bytes, kind: type, what: str):

@@ -10,22 +10,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
 
-from .outcomes import NoSuggestion
+from ..outcomes import NoSuggestion, Suggestion
 
 PREFIX_CHARS = 4096
 SUFFIX_CHARS = 2048
 FORWARD_CHARS = 256  # longest typed-along stretch that still hits
-
-
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    lead: str  # text just before the cursor that `text` replaces
-    trail: str  # text just after the cursor that `text` replaces
-    text: str
-    kind: str
-    confidence: float
 
 
 def key(scope: Hashable, prefix: str, suffix: str) -> int:

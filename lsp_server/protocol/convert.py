@@ -12,7 +12,7 @@ import re
 
 from lsprotocol import types
 
-from .cache import Suggestion
+from ..outcomes import Suggestion
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")

@@ -2,8 +2,8 @@
 
 Each job gets the model (None until one loads) and the engine thread's parse of the document, which it reads
 and never changes, and returns an infill.refactor.Refactor or Filled (edits against that text), or NoModel,
-or Cancelled once its cancel flag is set (polled between denoising steps), or a team server's Unreachable or
-Refused.
+or Interrupted once its cancel flag is set (polled between denoising steps), or a team server's Unreachable
+or RemoteRefused.
 """
 
 from __future__ import annotations
@@ -15,43 +15,36 @@ from collections.abc import Callable
 import infill
 from infill import refactor
 
-from . import filler
-from .options import Options
-from .outcomes import Cancelled, NoModel, Trouble
+from .. import models
+from ..completion import filler
+from ..options import Options
+from ..outcomes import Interrupted, NoModel, Trouble
 
 # The longest rewrite, in canvas tokens: beyond this a rewrite costs more than retyping the code. Models that
 # see fewer positions get half of theirs (lm.max_positions), the other half being context.
 REWRITE_MAX_TOKENS = 512
-Outcome = refactor.Refactor | refactor.Filled | Cancelled | NoModel | Trouble
+Outcome = refactor.Refactor | refactor.Filled | Interrupted | NoModel | Trouble
 
 
 def _guarded(job: Callable[..., refactor.Refactor | refactor.Filled]) -> Callable[..., Outcome]:
     @functools.wraps(job)
     def run(model, doc: infill.Document, *args, cancel: threading.Event, **kwargs) -> Outcome:
-        from engine import Cancelled as Stopped
+        from engine.errors import Cancelled as Stopped
 
-        from .remote import RemoteError
+        from ..remote.remote import RemoteError
 
         if cancel.is_set():
-            return Cancelled()
+            return Interrupted()
         if model is None:
             return NoModel()
         try:
             return job(model, doc, *args, cancel=cancel, **kwargs)
         except Stopped:
-            return Cancelled()
+            return Interrupted()
         except RemoteError as e:
             return e.trouble
 
     return run
-
-
-def _remember(model, options: Options, key: str, text: str, cursor: int) -> None:
-    """The document in the repository memory as the model should see it: cut at the cursor, so that it is
-    matched against but never copies the text after the cursor (see filler.complete)."""
-    if filler.memory_config(options.memory) is not None:
-        model.memory.index.max_bytes = options.memory.max_megabytes * 2**20
-        model.memory.update(key, text, cursor=cursor)
 
 
 def _completer(model, options: Options, cancel: threading.Event, key: str) -> refactor.Complete:
@@ -66,16 +59,16 @@ def rewrite(model, doc: infill.Document, start: int, end: int, options: Options,
             cancel: threading.Event, key: str) -> refactor.Refactor:
     text = doc.text
     core = refactor.selection_core(text, start, end)
+    memory = models.memory_config(options.memory) if model.capabilities.memory else None
     if core is not None:  # without the selection: the memory would vote for writing it back as it was
-        _remember(model, options, key, text[: core[0]] + text[core[1] :], core[0])
-    sampler = filler.sampler_config(options.sampler, model.path)
-    memory = filler.memory_config(options.memory)
+        filler.remember(model, options, key, text[: core[0]] + text[core[1] :], core[0])
+    sampler = models.sampler_for(options.sampler, model)
     fill = filler.make_filler(model, sampler, cancel.is_set, memory)
     # the memory knows the selected code from elsewhere too; the network alone may say it another way
     again = filler.make_filler(model, sampler, cancel.is_set, None) if memory is not None else None
 
     def context_tokens(canvas: int) -> int:
-        return filler.context_budget(options, model.context_room(canvas), model.device.type)
+        return filler.context_budget(options, model.context_room(canvas), model.info.device)
 
     return refactor.rewrite(
         text, doc.language, start, end, fill, count_tokens=model.count_tokens, context_tokens=context_tokens,

@@ -2,7 +2,7 @@
 memory to match against (engine/memory.py does the matching there).
 
 It has the shape of engine.RepositoryMemory where lsp_server uses one (`update` with a cursor, `remove`,
-`report`, `index.max_bytes`), so the worker and filler.complete feed it as they feed the local one.
+`report`, `limit`: engine.api.Memory), so the worker and filler.complete feed it as they feed the local one.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ class RemoteMemory:
 
     def __bool__(self) -> bool:
         return self.index.size > 0
+
+    def limit(self, max_bytes: int) -> None:
+        """The most bytes kept; the least recently updated sources go first, at the next update."""
+        self.index.max_bytes = max_bytes
 
     def report(self) -> dict:
         index = self.index
