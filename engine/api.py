@@ -40,6 +40,17 @@ class InfillResult:
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """A middle the repository memory predicts by itself: what followed the longest earlier occurrence(s) of
+    the text before the cursor."""
+
+    text: str
+    length: int  # bytes of the text before the cursor that the occurrences repeat
+    count: int  # occurrences followed by this text
+    total: int  # occurrences of the match, whatever followed them
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a model family does beyond a fixed canvas denoised with the network alone."""
 
@@ -61,6 +72,7 @@ class ModelInfo:
     dtype: str  # "float32", "bfloat16"
     quantize: str  # "none", "int8"
     max_positions: int
+    folder: str = ""  # the checkpoint's folder on this machine ("" for a model served elsewhere)
 
 
 @runtime_checkable
@@ -75,6 +87,10 @@ class Memory(Protocol):
     def limit(self, max_bytes: int) -> None: ...
 
     def report(self) -> dict: ...
+
+    def contains(self, word: str) -> bool:
+        """Whether any remembered text holds this identifier (a name the user's code defines or uses)."""
+        ...
 
     def __bool__(self) -> bool: ...
 
@@ -106,6 +122,12 @@ class CompletionModel(Protocol):
     def score(self, prefix: str, suffix: str, candidates: Sequence[str],
               params: InfillParams = InfillParams()) -> list[float]:
         """Per candidate middle, the mean log-probability of its tokens in place (higher: likelier)."""
+        ...
+
+    def propose(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+                limit: int = 4) -> list[Proposal]:
+        """The repository memory's own middles (no network), most frequent first; [] without params.memory
+        or without a memory."""
         ...
 
 

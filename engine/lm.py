@@ -10,7 +10,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from engine.api import Cancel, Capabilities, InfillResult, InfillStats, ModelInfo, refuse_unsupported
+from engine.api import (
+    Cancel,
+    Capabilities,
+    InfillResult,
+    InfillStats,
+    ModelInfo,
+    Proposal,
+    refuse_unsupported,
+)
 from engine.config import ModelConfig
 from engine.corpus_index import CorpusIndex
 from engine.errors import Unsupported
@@ -19,7 +27,7 @@ from engine.families import Family
 from engine.generate import CanvasLogits, Denoising, denoise, middle_of, shifted_rows
 from engine.heal import FirstToken, heal, heal_token, unheal
 from engine.job import InfillJob
-from engine.memory import MemoryPrior, RepositoryMemory, TextIndex, recall
+from engine.memory import MemoryPrior, RepositoryMemory, TextIndex, proposals, recall
 from engine.model import Transformer
 from engine.params import InfillParams, MemoryConfig
 from engine.quantize import quantization, rows_apart
@@ -64,7 +72,8 @@ class DiffusionLM:
     @property
     def info(self) -> ModelInfo:
         dtype, quantize = str(self.dtype).removeprefix("torch."), quantization(self.model) or "none"
-        return ModelInfo(self.name, self.family.name, str(self.device), dtype, quantize, self.max_positions)
+        return ModelInfo(self.name, self.family.name, str(self.device), dtype, quantize, self.max_positions,
+                         str(self.path))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -150,6 +159,13 @@ class DiffusionLM:
                 forwards = state.forwards
         stats = InfillStats(forwards, n / max(forwards, 1), n, 0.0)
         return job.result(self.tokenizer, ids, conf, stats, t0)
+
+    def propose(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+                limit: int = 4) -> list[Proposal]:
+        """The repository memory's own middles after `prefix` (engine.memory.proposals), no network."""
+        if params.memory is None or not self.memory:
+            return []
+        return proposals(self.memory.index, prefix, params.memory, params.single_line, limit)
 
     def recall(self, prefix: str, suffix: str = "", max_tokens: int = 32, single_line: bool = False,
                memory: MemoryConfig = MemoryConfig()) -> str:

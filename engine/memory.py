@@ -21,6 +21,7 @@ occurs), then one more find in the rest unless it holds a longer one, then the o
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from engine.api import Proposal
 from engine.params import MemoryConfig
 
 SEP = b"\xff"  # between sources and at a cursor; never in UTF-8, so no match crosses it
@@ -101,6 +103,9 @@ class TextIndex:
 
     def keys(self) -> list[str]:
         return list(self._sources)
+
+    def source(self, key: str) -> bytes:
+        return self._sources.get(key, b"")
 
     @property
     def size(self) -> int:
@@ -174,6 +179,28 @@ def longest_match(occurs: Callable[[int], list[int]], known: int, limit: int) ->
     return lo
 
 
+WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def proposals(index: TextIndex, prefix: str, cfg: MemoryConfig, single_line: bool, limit: int,
+              max_bytes: int = 240) -> list[Proposal]:
+    """The distinct texts that followed the longest earlier occurrences of `prefix` (its last
+    cfg.max_length bytes, at least cfg.min_length of them), most frequent first; a single line's end at its
+    newline, else up to max_bytes."""
+    m = index.match_left(prefix.encode("utf-8", "replace"), cfg)
+    if m.length < cfg.min_length or not m.count:
+        return []
+    counts: Counter = Counter()
+    for s, a in m.at:
+        text = m.segments[s][a : a + max_bytes].split(SEP)[0]
+        if single_line:
+            text = text.split(b"\n", 1)[0]
+        text = text.decode("utf-8", "ignore")
+        if text.strip():
+            counts[text] += 1
+    return [Proposal(text, m.length, n, m.count) for text, n in counts.most_common(limit)]
+
+
 class RepositoryMemory:
     """Texts by name (open documents, workspace files). With `cursor`, a text is cut there (a separator
     between the two sides), so a completion never matches the code it completes against the text that
@@ -182,6 +209,7 @@ class RepositoryMemory:
 
     def __init__(self, max_bytes: int = 8 * 2**20):
         self.index = TextIndex(max_bytes)
+        self._words: dict[str, frozenset[bytes]] = {}  # identifiers per source, for contains()
 
     def update(self, key: str, text: str, cursor: int | None = None) -> None:
         if cursor is not None:
@@ -195,15 +223,32 @@ class RepositoryMemory:
             self.index.set(key, left + SEP + right, blind=(start, end))
         else:
             self.index.set(key, text.encode("utf-8", "replace"))
+        self._words.pop(key, None)  # found again on the next contains()
+        if len(self._words) > len(self.index.keys()) + 64:  # sources the index evicted
+            kept = set(self.index.keys())
+            self._words = {k: v for k, v in self._words.items() if k in kept}
 
     def remove(self, key: str) -> None:
         self.index.remove(key)
+        self._words.pop(key, None)
+
+    def contains(self, word: str) -> bool:
+        """Whether any remembered source holds `word` as a whole identifier."""
+        needle = word.encode("utf-8", "replace")
+        for key in self.index.keys():
+            words = self._words.get(key)
+            if words is None:
+                words = self._words[key] = frozenset(WORD.findall(self.index.source(key)))
+            if needle in words:
+                return True
+        return False
 
     def __bool__(self) -> bool:
         return self.index.size > 0
 
     def clear(self) -> None:
         self.index.clear()
+        self._words.clear()
 
     def limit(self, max_bytes: int) -> None:
         """The most bytes kept; the least recently updated sources go first, at the next update."""

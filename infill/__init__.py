@@ -28,6 +28,8 @@ only through a `Filler`.
 from .document import Document
 from .languages import language_for
 from .options import InfillOptions
-from .pipeline import Completion, Filler, complete
+from .pipeline import Completion, Filler, Judge, Proposer, Scorer, Withheld, complete
+from .trust import Calibration, Evidence
 
-__all__ = ["Completion", "Document", "Filler", "InfillOptions", "complete", "language_for"]
+__all__ = ["Calibration", "Completion", "Document", "Evidence", "Filler", "InfillOptions", "Judge",
+           "Proposer", "Scorer", "Withheld", "complete", "language_for"]

@@ -27,6 +27,7 @@ class LanguageSpec:
     brackets: str  # "()[]{}": opening and closing pairs
     identifier_extra: str
     queries: str  # folder under grammars/
+    builtins: tuple[str, ...] = ()  # predeclared names besides keywords (infill/names.py)
 
     @property
     def offside(self) -> bool:
@@ -59,6 +60,7 @@ def _spec(name: str, d: dict) -> LanguageSpec:
             brackets=d["brackets"],
             identifier_extra=d.get("identifier_extra", ""),
             queries=d.get("queries", name),
+            builtins=tuple(d.get("builtins", ())),
         )
     except KeyError as e:
         raise ValueError(f"{where}: missing field {e.args[0]!r}") from None

@@ -1,19 +1,39 @@
-"""complete(): syntax context -> span -> prompt -> model (through a Filler) -> post-processing -> ranking."""
+"""complete(): syntax context -> span -> prompt -> candidates (the model's middles through a Filler, the
+repository memory's proposals) -> post-processing -> judging (infill/trust.py) -> shown, withheld or
+nothing."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .context import build_context
+from .context import Prompt, build_context
 from .document import Document
+from .languages import spec
+from .names import unknown, words
 from .options import InfillOptions
 from .postprocess import postprocess
 from .rank import Candidate, SyntaxCheck, best
 from .span import Span, plan_span
 from .syntax import syntax_context
+from .trust import Calibration, Evidence, shape
 
 # fill(prefix, suffix, canvas, max_canvas, single_line) -> (middle, confidence in [0, 1]);
 # single_line: the middle may end at its first newline (the engine can stop denoising there)
 Filler = Callable[[str, str, int, int, bool], tuple[str, float]]
+# propose(prefix, suffix, single_line) -> [(middle, bytes matched, occurrences followed by it, occurrences)]
+Proposer = Callable[[str, str, bool], list[tuple[str, int, int, int]]]
+# score(prefix, suffix, middles) -> the network's mean log-probability of each middle in place
+Scorer = Callable[[str, str, list[str]], list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """What infill may ask beyond the Filler to judge candidates. Without a calibration, candidates are the
+    Filler's alone, ranked by syntax errors added then confidence, and always shown."""
+
+    propose: Proposer | None = None
+    score: Scorer | None = None
+    known: Callable[[str], bool] | None = None  # a name the project uses elsewhere (the workspace)
+    calibration: Calibration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +43,17 @@ class Completion:
     text: str
     kind: str  # the span kind, see infill.span.KINDS
     confidence: float
+    probability: float | None = None  # that the user keeps it (infill/trust.py); None: not judged
+    source: str = "network"  # "network", "memory" or "both"
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """The best candidate's probability did not clear the request's threshold: nothing is shown."""
+
+    kind: str
+    probability: float
+    source: str
 
 
 def canvas_sizes(span: Span, n: int) -> list[int]:
@@ -47,22 +78,94 @@ def complete(
     invoked: bool = False,
     options: InfillOptions = InfillOptions(),
     others: Sequence[Document] = (),
-) -> Completion | None:
-    """The best completion at `offset`, or None when the cursor should not complete or nothing survives."""
+    judge: Judge = Judge(),
+) -> Completion | Withheld | None:
+    """The best completion at `offset`; Withheld when it is not likely right enough; None when the cursor
+    should not complete or nothing survives."""
+    found = candidates(doc, offset, fill, count_tokens=count_tokens, invoked=invoked, options=options,
+                       others=others, judge=judge)
+    if found is None:
+        return None
+    span, ranked, judged = found
+    if judge.calibration is None:
+        chosen = best(ranked)
+        if chosen is None:
+            return None
+        return Completion(span.start, span.end, chosen.text, span.kind, chosen.confidence)
+    if not judged:
+        return None
+    probs = [judge.calibration.probability(e) for _, e in judged]
+    i = max(range(len(judged)), key=lambda k: (probs[k], -k))
+    (text, confidence), e = judged[i]
+    source = "both" if e.network and e.memory else "network" if e.network else "memory"
+    threshold = options.min_probability_invoked if invoked else options.min_probability
+    if probs[i] < threshold:
+        return Withheld(span.kind, probs[i], source)
+    return Completion(span.start, span.end, text, span.kind, confidence, probs[i], source)
+
+
+def candidates(
+    doc: Document,
+    offset: int,
+    fill: Filler,
+    *,
+    count_tokens: Callable[[str], int],
+    invoked: bool = False,
+    options: InfillOptions = InfillOptions(),
+    others: Sequence[Document] = (),
+    judge: Judge = Judge(),
+) -> "tuple[Span, list[Candidate], list[Judged]] | None":
+    """The span, the Filler's candidates, and (with a calibration in `judge`) every candidate with its
+    evidence, the memory's proposals added; None when the cursor should not complete."""
     syn = syntax_context(doc, offset)
     span = plan_span(syn, invoked, options) if syn is not None else None
     if span is None:
         return None
     prompt = build_context(doc, offset, count_tokens, options.context_tokens, others)
     check = SyntaxCheck(doc, span.start, span.end)
-    candidates, seen = [], set()
+    ranked, seen = [], set()
     for canvas in canvas_sizes(span, options.candidates):
         middle, confidence = fill(prompt.prefix, prompt.suffix, canvas, span.max_canvas, span.max_lines == 1)
         for text in postprocess(middle, span, syn, options.min_chars):
             if text not in seen:
                 seen.add(text)
-                candidates.append(Candidate(text, confidence, canvas, check.errors_added(text)))
-    chosen = best(candidates)
-    if chosen is None:
-        return None
-    return Completion(span.start, span.end, chosen.text, span.kind, chosen.confidence)
+                ranked.append(Candidate(text, confidence, canvas, check.errors_added(text)))
+    if judge.calibration is None:
+        return span, ranked, []
+    return span, ranked, _judged(doc, offset, span, syn, prompt, ranked, check, judge, options)
+
+
+Judged = tuple[tuple[str, float], Evidence]  # ((text, confidence), evidence)
+
+
+def _judged(doc: Document, offset: int, span: Span, syn, prompt: Prompt, candidates: list[Candidate],
+            check: SyntaxCheck, judge: Judge, options: InfillOptions) -> list[Judged]:
+    """Every candidate, the memory's proposals added, with its evidence."""
+    found = {c.text: [True, False, c.confidence, 0, 0, 0, c.errors_added] for c in candidates}
+    if judge.propose is not None:
+        for middle, match, count, total in judge.propose(prompt.prefix, prompt.suffix, span.max_lines == 1):
+            for text in postprocess(middle, span, syn, options.min_chars):
+                entry = found.setdefault(text, [False, False, 0.0, 0, 0, 0, None])
+                if count > entry[4]:
+                    entry[1], entry[3], entry[4], entry[5] = True, match, count, total
+    if not found:
+        return []
+    texts = list(found)
+    lead = doc.text[span.start : offset]
+    middles = [t[len(lead) :] if t.startswith(lead) else t for t in texts]
+    after = prompt.suffix[max(span.end - offset, 0) :]
+    scores = judge.score(prompt.prefix, after, middles) if judge.score is not None else [None] * len(texts)
+    line_end = doc.text.find("\n", span.end)
+    rest = doc.text[span.end : len(doc.text) if line_end < 0 else line_end]
+    seen = words([doc.text])
+    brackets = spec(doc.language).brackets
+    out = []
+    for text, score in zip(texts, scores):
+        network, memory, confidence, match, count, total, errors = found[text]
+        errors = check.errors_added(text) if errors is None else errors
+        repetition, open_, prose = shape(text, rest, brackets)
+        names = len(unknown(text, doc.language, seen, judge.known))
+        e = Evidence(network, memory, confidence, score, match, count, total, errors, names, repetition,
+                     open_, len(text), prose)
+        out.append(((text, confidence), e))
+    return out

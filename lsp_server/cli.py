@@ -77,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     complete.add_argument("file", type=Path)
     complete.add_argument("--line", type=int, required=True, help="1-based line")
     complete.add_argument("--col", type=int, required=True, help="1-based column, in characters")
-    complete.add_argument("--json", action="store_true", help="print range, text, kind, confidence and ms")
+    complete.add_argument("--json", action="store_true",
+                          help="print range, text, kind, confidence, probability, source and ms")
     complete.set_defaults(run=cmd_complete)
     fill = sub.add_parser("fill", help="fill the holes marked in a file", description=FILL_HELP)
     fill.add_argument("file", type=Path)
@@ -229,6 +230,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if c is None:
         print(f"unmask: no completion at {args.file}:{args.line}:{args.col}", file=sys.stderr)
         return 1
+    if isinstance(c, infill.Withheld):
+        least = options.completion.min_confidence_invoked
+        print(f"unmask: withheld at {args.file}:{args.line}:{args.col}: the best {c.kind} completion (from "
+              f"the {c.source}) is right with probability {c.probability:.2f}, under "
+              f"completion.minConfidenceInvoked ({least})", file=sys.stderr)
+        return 1
     if not args.json:
         print(c.text)
         return 0
@@ -245,6 +252,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
                 "text": c.text,
                 "kind": c.kind,
                 "confidence": round(c.confidence, 4),
+                "probability": None if c.probability is None else round(c.probability, 4),
+                "source": c.source,
                 "ms": round(ms, 1),
             }
         )

@@ -69,6 +69,10 @@ class SamplerOptions(_Options):
         return {**SAMPLER_DEFAULTS, **(recommended or {}), **chosen}
 
 
+MIN_CONFIDENCE = 0.0
+MIN_CONFIDENCE_INVOKED = 0.0
+
+
 class CompletionOptions(_Options):
     max_tokens: Positive = _INFILL.max_tokens
     max_lines: Positive = _INFILL.max_lines
@@ -81,6 +85,13 @@ class CompletionOptions(_Options):
     )
     debounce_ms: Annotated[int, Meta(ge=0, le=5000)] = 75  # automatic triggers wait this long for a newer one
     items: bool | None = True  # serve textDocument/completion; None: only to clients without inlineCompletion
+    # show the best candidate only when its probability of being kept (infill/trust.py, with a model that
+    # ships a trust.json) clears this: typing (automatic requests), and asking (invoked ones, and the
+    # completion list). 0: always show. Defaults chosen on development projects (bench/RESULTS.md, Trust)
+    min_confidence: Annotated[float, Meta(ge=0, le=1)] = MIN_CONFIDENCE
+    min_confidence_invoked: Annotated[float, Meta(ge=0, le=1)] = MIN_CONFIDENCE_INVOKED
+    # inline items carry {"probability", "source", "kind"} as the arguments of a command "unmask.explain"
+    explain: bool = False
 
 
 class MemoryOptions(_Options):
@@ -123,6 +134,8 @@ class Options(_Options):
             context_tokens=c.context_tokens or _INFILL.context_tokens,
             candidates=c.candidates,
             canvas=c.canvas,
+            min_probability=c.min_confidence,
+            min_probability_invoked=c.min_confidence_invoked,
         )
 
     def enabled(self, language: str) -> bool:

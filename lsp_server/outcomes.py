@@ -17,11 +17,19 @@ class Suggestion:
     text: str
     kind: str
     confidence: float
+    probability: float | None = None  # that the user keeps it (infill/trust.py); None: not judged
+    source: str = "network"  # "network", "memory" or "both"
+
+    def explained(self) -> dict:
+        return {"probability": self.probability, "source": self.source, "kind": self.kind}
 
 
 @dataclass(frozen=True, slots=True)
 class NoSuggestion:
-    """The model ran and had nothing to offer here: an answer, cached like a suggestion."""
+    """The model ran and had nothing to offer here: an answer, cached like a suggestion. `withheld`: the
+    probability of the best candidate, which did not clear the request's threshold (None: no candidate)."""
+
+    withheld: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,6 +211,7 @@ class UnmaskServer(LanguageServer):
         if scope[1] == self.generation:  # else options or model changed while it ran
             self.cache.put(scope, *key, result, invoked)
         self.status.record("model", (time.perf_counter() - t0 - delay) * 1000)
+        self.status.judged(result)
         return (snap, result) if isinstance(result, Suggestion) else None
 
     def start_io(self, stdin=None, stdout=None) -> None:
@@ -314,7 +315,8 @@ async def inline_completion(
     if found is None:
         return types.InlineCompletionList(items=[])
     snap, suggestion = found
-    return types.InlineCompletionList(items=[convert.inline_item(suggestion, snap.at, ls.encoding)])
+    explain = ls.options.completion.explain
+    return types.InlineCompletionList(items=[convert.inline_item(suggestion, snap.at, ls.encoding, explain)])
 
 
 async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.CompletionList:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 import msgspec
 
 from .options import Options
-from .outcomes import Trouble, Unreachable
+from .outcomes import NoSuggestion, Suggestion, Trouble, Unreachable
 
 LATENCY_WINDOW = 200
 
@@ -47,6 +47,7 @@ class Status:
             maxlen=LATENCY_WINDOW
         )  # ms, answered requests, debounce excluded
         self.requests: Counter[str] = Counter()  # "model", "cached", "cancelled", "empty", "failed" (remote)
+        self.completions: Counter[str] = Counter({"shown": 0, "withheld": 0})  # the model's answers
         self._running = 0  # completion jobs submitted to the engine thread and not finished
 
     def remote_failed(self, trouble: Trouble) -> bool:
@@ -61,6 +62,13 @@ class Status:
     def remote_answered(self, description: dict) -> None:
         """The end of an outage (description: the team server's model's fields, RemoteModel.describe)."""
         self.model = ModelState(**description, state="ready")
+
+    def judged(self, outcome) -> None:
+        """Count a model answer as shown or withheld (its best candidate under the threshold)."""
+        if isinstance(outcome, Suggestion):
+            self.completions["shown"] += 1
+        elif isinstance(outcome, NoSuggestion) and outcome.withheld is not None:
+            self.completions["withheld"] += 1
 
     def record(self, outcome: str, ms: float | None = None) -> None:
         self.requests[outcome] += 1
@@ -84,6 +92,7 @@ class Status:
             "memory": memory,
             "latencies_ms": percentiles(self.latencies),
             "requests": dict(self.requests),
+            "completions": dict(self.completions),
             "running": self._running,
             "options": redacted(msgspec.to_builtins(options)),
         }

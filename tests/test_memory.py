@@ -167,3 +167,30 @@ def test_a_strong_project_match_leaves_the_corpus_little_weight(lm):
     project, corpus = lm.tokenizer.encode("rect.height")[0], lm.tokenizer.encode(" depth")[0]
     assert project != corpus
     assert out[0, project] > 10 * out[0, corpus] > 0
+
+
+def test_the_memory_proposes_what_followed_its_longest_matches(lm):
+    lm.memory.clear()
+    lm.memory.update("a.py", "def f(rect):\n    return rect.width * rect.height\n\n\ndef g(rect):\n"
+                             "    return rect.width * rect.height\n\n\ndef h(rect):\n"
+                             "    return rect.width + 1\n")
+    params = InfillParams(single_line=True, memory=MemoryConfig())
+    got = lm.propose("def k(rect):\n    return rect.", "\n", params)
+    assert [(p.text, p.count, p.total) for p in got] == [("width * rect.height", 2, 3),
+                                                          ("width + 1", 1, 3)]
+    assert got[0].length == len("(rect):\n    return rect.")  # the longest context the three repeat
+    no_memory = InfillParams(single_line=True)
+    assert lm.propose("def k(rect):\n    return rect.", "\n", no_memory) == []
+    whole = lm.propose("def k(rect):\n    return rect.", "\n", InfillParams(memory=MemoryConfig()), limit=1)
+    assert whole[0].text.startswith("width * rect.height\n\n\ndef ")  # not cut at the line's end
+    lm.memory.clear()
+
+
+def test_contains_knows_the_identifiers_of_every_source():
+    memory = RepositoryMemory()
+    memory.update("a.py", "import os\nvalue = os.path.join(base, name)\n")
+    assert memory.contains("join") and memory.contains("base") and not memory.contains("bas")
+    memory.update("a.py", "x = 1\n")  # replaced: its old words are gone
+    assert not memory.contains("join") and memory.contains("x")
+    memory.remove("a.py")
+    assert not memory.contains("x")

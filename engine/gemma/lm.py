@@ -11,7 +11,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from engine.api import Cancel, Capabilities, InfillResult, InfillStats, ModelInfo, refuse_unsupported
+from engine.api import (
+    Cancel,
+    Capabilities,
+    InfillResult,
+    InfillStats,
+    ModelInfo,
+    Proposal,
+    refuse_unsupported,
+)
 from engine.errors import Unsupported
 from engine.gemma.cache import PromptCache
 from engine.gemma.complete import cut_at_suffix, end_of_text
@@ -66,7 +74,7 @@ class DiffusionGemmaLM:
     @property
     def info(self) -> ModelInfo:
         return ModelInfo(self.name, FAMILY, str(self.device), str(self.dtype).removeprefix("torch."), "none",
-                         self.max_positions)
+                         self.max_positions, str(self.path))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -157,6 +165,10 @@ class DiffusionGemmaLM:
         conf = float(sum(probs) / len(probs)) if probs else 0.0
         stats = InfillStats(forwards, n * blocks / max(forwards, 1), n, (time.perf_counter() - t0) * 1000)
         return InfillResult(text, conf, stats)
+
+    def propose(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+                limit: int = 4) -> list[Proposal]:
+        return []  # no repository memory in its decoding (capabilities.memory is False)
 
     def score(self, prefix: str, suffix: str, candidates: Sequence[str],
               params: InfillParams = InfillParams()) -> list[float]:

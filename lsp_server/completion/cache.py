@@ -8,6 +8,7 @@ at the cursor, entries for each prefix of that insertion typed so far map to the
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -51,7 +52,7 @@ class SuggestionCache:
             return
         inserted = suggestion.text[len(suggestion.lead) :]
         for n in range(1, min(len(inserted), FORWARD_CHARS + 1)):
-            rest = Suggestion("", suggestion.trail, inserted[n:], suggestion.kind, suggestion.confidence)
+            rest = dataclasses.replace(suggestion, lead="", text=inserted[n:])
             self._store(key(scope, prefix + inserted[:n], suffix), rest)
 
     def clear(self) -> None:

@@ -8,8 +8,11 @@ through infill, and keeps the document's newlines. Loading the model is lsp_serv
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import infill
 from engine.params import InfillParams
@@ -17,6 +20,7 @@ from engine.params import InfillParams
 from ..models import MIN_CONTEXT, memory_config, sampler_for
 from ..options import Options
 
+log = logging.getLogger(__name__)
 # Default context budget on the CPU, where the first forward of every completion runs over the whole context.
 # With the embedded model (512 positions, so 382 tokens otherwise) single-line edit similarity to the deleted
 # text did not drop (0.163 either way; `python -m bench.eval_options`, bench/RESULTS.md).
@@ -45,6 +49,46 @@ def context_budget(options: Options, room: int, device: str) -> int:
     if want is None:
         want = CPU_CONTEXT_TOKENS if device.split(":")[0] == "cpu" else options.infill().context_tokens
     return max(MIN_CONTEXT, min(want, room))
+
+
+TRUST_FILE = "trust.json"  # beside the checkpoint: the calibration its candidates are judged by
+
+
+@functools.cache
+def _calibration(path: str, mtime: float) -> infill.Calibration | None:
+    try:
+        return infill.Calibration.load(Path(path))
+    except ValueError as e:  # a file of another version: completions are not judged, and the log says why
+        log.warning("%s", e)
+        return None
+
+
+def calibration(model) -> infill.Calibration | None:
+    """The checkpoint's trust.json (bench/fit_trust.py), None where it ships none."""
+    folder = model.info.folder
+    path = Path(folder) / TRUST_FILE if folder else None
+    if path is None or not path.is_file():
+        return None
+    return _calibration(str(path), path.stat().st_mtime)
+
+
+def judge(model, memory, cal: infill.Calibration | None = None) -> infill.Judge:
+    """The evidence infill may ask of this model: the memory's proposals (with the memory on), the network's
+    scores, the names the remembered project uses, and a calibration (default: the checkpoint's)."""
+    cal = calibration(model) if cal is None else cal
+    if cal is None:
+        return infill.Judge()
+    caps = model.capabilities
+
+    def propose(prefix: str, suffix: str, single_line: bool) -> list[tuple[str, int, int, int]]:
+        params = InfillParams(single_line=single_line, memory=memory)
+        return [(p.text, p.length, p.count, p.total) for p in model.propose(prefix, suffix, params)]
+
+    def score(prefix: str, suffix: str, middles: list[str]) -> list[float]:
+        return model.score(prefix, suffix, middles)
+
+    return infill.Judge(propose if memory is not None else None, score if caps.score else None,
+                        model.memory.contains, cal)
 
 
 def remember(model, options: Options, key: str, text: str, cursor: int):
@@ -85,9 +129,10 @@ def complete(
         invoked=invoked,
         options=infill_options,
         others=others,
+        judge=judge(model, memory),
     )
     eol = re.search(r"\r\n|\r|\n", doc.text)
-    if c is None or eol is None or eol.group() == "\n":
+    if c is None or isinstance(c, infill.Withheld) or eol is None or eol.group() == "\n":
         return c
     end = (
         c.end - 1 if c.end > offset and doc.text[c.end - 1] == "\r" else c.end

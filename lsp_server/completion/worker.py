@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import infill
+
 from .. import models
 from ..documents import workspace
 from ..documents.documents import DocumentText
@@ -228,8 +230,11 @@ class Worker:
             return e.trouble
         if c is None:
             return NoSuggestion()
+        if isinstance(c, infill.Withheld):
+            return NoSuggestion(withheld=c.probability)
         start, end = min(c.start, offset), max(c.end, offset)
-        return Suggestion(doc.text[start:offset], doc.text[offset:end], c.text, c.kind, c.confidence)
+        return Suggestion(doc.text[start:offset], doc.text[offset:end], c.text, c.kind, c.confidence,
+                          c.probability, c.source)
 
 
 def _log_failure(future: Future) -> None:

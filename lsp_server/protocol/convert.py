@@ -87,8 +87,12 @@ def edit_range(s: Suggestion, at: types.Position, encoding: str, lead: str | Non
     )
 
 
-def inline_item(s: Suggestion, at: types.Position, encoding: str) -> types.InlineCompletionItem:
-    return types.InlineCompletionItem(insert_text=s.text, range=edit_range(s, at, encoding))
+def inline_item(s: Suggestion, at: types.Position, encoding: str, explain: bool = False
+                ) -> types.InlineCompletionItem:
+    """With `explain`, the item carries the suggestion's probability, source and kind as the arguments of a
+    command "unmask.explain" (inline items have no data field; clients run it on acceptance)."""
+    command = types.Command("unmask", "unmask.explain", arguments=[s.explained()]) if explain else None
+    return types.InlineCompletionItem(insert_text=s.text, range=edit_range(s, at, encoding), command=command)
 
 
 def completion_item(s: Suggestion, at: types.Position, encoding: str, word: str) -> types.CompletionItem:
@@ -107,4 +111,5 @@ def completion_item(s: Suggestion, at: types.Position, encoding: str, word: str)
         text_edit=types.TextEdit(edit_range(s, at, encoding, lead), new_text),
         insert_text_format=types.InsertTextFormat.PlainText,
         insert_text_mode=types.InsertTextMode.AsIs,
+        data=s.explained(),
     )

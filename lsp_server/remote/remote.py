@@ -22,7 +22,15 @@ from typing import NoReturn
 
 import msgspec
 
-from engine.api import Cancel, Capabilities, InfillResult, InfillStats, ModelInfo, refuse_unsupported
+from engine.api import (
+    Cancel,
+    Capabilities,
+    InfillResult,
+    InfillStats,
+    ModelInfo,
+    Proposal,
+    refuse_unsupported,
+)
 from engine.errors import Cancelled, Unsupported
 from engine.params import InfillParams
 
@@ -156,6 +164,10 @@ class RemoteModel:
         body = self._ask("POST", "/v1/infill", msgspec.json.encode(request), ANSWER_S, cancel)
         answer = self._decode(body, RemoteInfillAnswer, "an infill answer")
         return InfillResult(answer.text, answer.confidence, answer.stats.result())
+
+    def propose(self, prefix: str, suffix: str, params: InfillParams = InfillParams(),
+                limit: int = 4) -> list[Proposal]:
+        return []  # the team server's API has no proposals yet
 
     def score(self, prefix: str, suffix: str, candidates: Sequence[str],
               params: InfillParams = InfillParams()) -> list[float]:

@@ -7,6 +7,7 @@ It has the shape of engine.RepositoryMemory where lsp_server uses one (`update` 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from infill import language_for
@@ -61,6 +62,11 @@ class RemoteMemory:
 
     def __bool__(self) -> bool:
         return self.index.size > 0
+
+    def contains(self, word: str) -> bool:
+        """Whether any kept text holds `word` as a whole identifier."""
+        pattern = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
+        return any(pattern.search(part) for _, source in self.index.newest_first() for part in source.parts)
 
     def limit(self, max_bytes: int) -> None:
         """The most bytes kept; the least recently updated sources go first, at the next update."""

@@ -1,0 +1,155 @@
+"""Fit the calibration that decides which completions are shown (infill/trust.py), on development projects.
+
+    python -m bench.fit_trust --project SDIST [SDIST ...] [--cases 60] [--out engine/default_model/trust.json]
+
+For each project, kind (whole line, rest of line) and round (--rounds), up to --cases files get one
+evaluated line each; those lines are removed from every text the repository memory holds (the project, as
+the server's workspace would read it), then each cursor goes through the server's completion step with every
+candidate kept (the denoised middles and the memory's proposals) and its evidence. A candidate is positive
+when it makes the cursor's line exactly the original. A logistic regression (L2, Newton's method) is fitted
+on all candidates; the script prints, for thresholds on the best candidate's probability, the share of
+cursors shown and the exact match among them, per kind, and writes the weights. Development projects only:
+never a project whose numbers are reported as held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import infill  # noqa: E402
+from bench.eval_memory import cases, project_files  # noqa: E402
+from infill.pipeline import candidates as judged_candidates  # noqa: E402
+from infill.trust import FEATURES, Calibration, features  # noqa: E402
+from lsp_server.completion import filler  # noqa: E402
+from lsp_server.models import memory_config, sampler_for  # noqa: E402
+from lsp_server.options import Options  # noqa: E402
+
+L2 = 1.0
+
+
+def cursor_rows(model, files: dict[str, str], kind: str, n: int, seed: int, options: Options) -> list[dict]:
+    """One evaluated line per file; each cursor's candidates with features and labels."""
+    picked, used = [], set()
+    for name, text, offset, gold in cases(files, 4 * n, kind, seed):
+        if name not in used and len(picked) < n:
+            used.add(name)
+            picked.append((name, text, offset, gold))
+    memory_cfg = memory_config(options.memory)
+    model.memory.clear()
+    for name, text in files.items():  # the workspace as read from disk: every evaluated line removed
+        hit = next((p for p in picked if p[0] == name), None)
+        model.memory.update(name, hit[1] if hit else text)
+    zero = Calibration(tuple(0.0 for _ in FEATURES))
+    rows = []
+    for name, text, offset, gold in picked:
+        model.memory.update(name, text, cursor=offset)
+        doc = infill.Document(text, "python")
+        fill = filler.make_filler(model, sampler_for(options.sampler, model), None, memory_cfg)
+        room = model.context_room(options.completion.max_tokens)
+        budget = filler.context_budget(options, room, model.info.device)
+        infill_options = dataclasses.replace(options.infill(), context_tokens=budget)
+        t0 = time.perf_counter()
+        found = judged_candidates(doc, offset, fill, count_tokens=model.count_tokens, invoked=False,
+                                  options=infill_options, judge=filler.judge(model, memory_cfg, zero))
+        ms = (time.perf_counter() - t0) * 1000
+        span_start = found[0].start if found else offset
+        for (cand, _), e in (found[2] if found else []):
+            line = (text[:span_start] + cand + text[found[0].end :])[offset:].split("\n", 1)[0].rstrip()
+            rows.append({"cursor": f"{seed}:{name}:{offset}", "kind": kind, "exact": line == gold,
+                         "x": features(e), "ms": ms})
+        if not found or not found[2]:
+            rows.append({"cursor": f"{seed}:{name}:{offset}", "kind": kind, "exact": False, "x": None,
+                         "ms": ms})
+    return rows
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) -> np.ndarray:
+    """Logistic regression by Newton's method; the bias (column 0) is not penalised."""
+    w = np.zeros(x.shape[1])
+    penalty = np.full(x.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(x @ w, -30, 30)))
+        grad = x.T @ (p - y) + penalty * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty) + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def curve(rows: list[dict], cal: Calibration, kind: str) -> list[tuple[float, float, float, float]]:
+    """(threshold, share shown, exact among shown, exact overall) over the best candidate per cursor."""
+    best: dict[str, tuple[float, bool]] = {}
+    for r in rows:
+        if r["kind"] != kind:
+            continue
+        p = -1.0 if r["x"] is None else 1 / (1 + np.exp(-np.dot(cal.weights, r["x"])))
+        if r["cursor"] not in best or p > best[r["cursor"]][0]:
+            best[r["cursor"]] = (p, r["exact"])
+    n = len(best)
+    out = []
+    for t in np.arange(0.0, 1.0, 0.05):
+        shown = [e for p, e in best.values() if p >= t]
+        out.append((round(float(t), 2), len(shown) / max(n, 1), sum(shown) / max(len(shown), 1),
+                    sum(shown) / max(n, 1)))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--project", type=Path, nargs="+", required=True)
+    p.add_argument("--cases", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=4, help="evaluated lines per file, one per round")
+    p.add_argument("--model")
+    p.add_argument("--out", type=Path, default=Path("engine/default_model/trust.json"))
+    p.add_argument("--rows", type=Path, default=Path("runs/trust_rows.jsonl"), help="candidates, for reuse")
+    p.add_argument("--reuse", action="store_true", help="fit on --rows instead of collecting again")
+    args = p.parse_args()
+    if args.reuse:
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
+    else:
+        import torch
+
+        import engine
+
+        torch.set_num_threads(1)
+        model = engine.load_model(args.model, dtype="auto", quantize="auto")
+        options, rows = Options(), []
+        for archive in args.project:
+            files = project_files(archive)
+            for kind in ("line", "rest"):
+                for r in range(args.rounds):  # another line per file each round, the memory rebuilt
+                    rows += cursor_rows(model, files, kind, args.cases, args.seed + 1000 * r, options)
+                print(f"{archive.name} {kind}: {len(rows)} rows so far", file=sys.stderr)
+        args.rows.parent.mkdir(parents=True, exist_ok=True)
+        args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    usable = [r for r in rows if r["x"] is not None]
+    x = np.array([r["x"] for r in usable], dtype=float)
+    y = np.array([r["exact"] for r in usable], dtype=float)
+    w = fit(x, y)
+    names = ", ".join(a.name for a in args.project)
+    cal = Calibration(tuple(float(v) for v in w), f"{names}: {len(usable)} candidates (bench/fit_trust.py)")
+    print("weights:", {f: round(float(v), 3) for f, v in zip(FEATURES, w)})
+    for kind in ("line", "rest"):
+        print(f"\n{kind}: threshold  shown  exact|shown  exact")
+        for t, shown, prec, overall in curve(rows, cal, kind):
+            print(f"  {t:4.2f}  {shown:6.1%}  {prec:6.1%}  {overall:6.1%}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cal.save(args.out)
+    print(f"\nwrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
