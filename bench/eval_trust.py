@@ -3,10 +3,12 @@
     python -m bench.eval_trust --set heldout|development [--languages python,go,rust,typescript]
                                [--kinds line,rest] [--cases 30] [--humaneval N] [--options JSON]
                                [--threshold T] [--curve out.png] [--model DIR] [--seed 0]
+    python -m bench.eval_trust --summarize CURSORS_JSONL [--run DATE] [--threshold T] [--curve PNG]
 
 Projects come from bench/trust_sets.py (pinned, outside the training corpus; DEVELOPMENT to fit the calibrator
 and choose thresholds, HELD-OUT for reported numbers). For one project and one kind ("line": the whole line
-deleted, cursor after its indentation; "rest": the line cut at a random column inside its code), up to
+deleted, cursor after its indentation; "rest": the line cut at a random column inside its code, never in a
+trailing comment), up to
 --cases cursors are drawn, at most one per file (files in a seeded random order; the line as in
 bench/eval_memory.py: an indented code line of 8-100 characters outside strings and comments, found with
 tokenize for Python and with tree-sitter for the others). The evaluation never lets the server see an answer:
@@ -20,8 +22,9 @@ document.
 
 HumanEval single-line infilling (`--humaneval N`, N problems spread evenly, one of each problem's lines
 drawn with the seed): every problem is a file `problem_<n>.py` of one workspace (prompt, the line emptied
-to its indentation, suffix), the cursor after the indentation, and pass@1 runs the problem's tests on the
-document as accepted (bench/eval_model.py `passes`).
+to its indentation, suffix), so the memory holds the other problems but never this one's line; the cursor is
+after the indentation, and pass@1 runs the problem's tests on the document as accepted (bench/eval_model.py
+`passes`; a withheld line counts as what the emptied program does).
 
 The server runs with `{"completion": {"minConfidence": 0, "minConfidenceInvoked": 0, "explain": true}}`
 (everything shown, each item carrying the probability that it is kept), --options merged over that. The
@@ -29,9 +32,11 @@ threshold curve is computed offline: at a threshold t a cursor is shown when it 
 probability is at least t (a probability of None, from a model without a calibrator or a server without the
 option, counts as shown). Per (language, kind) at the server's default threshold (or --threshold): exact
 overall (exact and shown / cursors), share shown, precision (exact among shown), shown that add a syntax
-error, and client-measured latency p50 / p95. Per cursor rows go to bench/results/eval_trust_cursors.jsonl,
-summaries to bench/results/eval_trust.jsonl and stdout; `--curve PNG` draws precision against share shown
-over thresholds.
+error, and latency p50 / p95 (client-measured, request written to answer read, so the automatic
+trigger's debounce is in it). Per cursor rows go to bench/results/eval_trust_cursors.jsonl, summaries to
+bench/results/eval_trust.jsonl and stdout; `--curve PNG` draws precision against share shown over
+thresholds. `--summarize` reads a run's cursor rows back (the latest, or --run DATE) and summarizes them at
+another threshold without running anything.
 """
 
 from __future__ import annotations
@@ -130,25 +135,29 @@ def _nodes(node):
         stack.extend(n.children)
 
 
-def _skipped_rows(text: str, language: str) -> set[int]:
-    """Rows inside a string or comment that spans lines (tree-sitter), as eval_memory does for Python."""
-    doc, rows = infill.Document(text, language), set()
-    for tree in doc.trees:
-        for n in _nodes(tree.root_node):
-            if ("comment" in n.type or "string" in n.type) and n.end_point[0] > n.start_point[0]:
-                rows.update(range(n.start_point[0], n.end_point[0] + 1))
-    return rows
+def _trees(text: str, language: str):
+    for tree in infill.Document(text, language).trees:
+        yield from _nodes(tree.root_node)
+
+
+def _quoted(node) -> bool:
+    return "comment" in node.type or "string" in node.type
 
 
 def code_lines(text: str, language: str) -> list[int]:
-    """0-based rows of indented code lines of 8-100 characters outside strings and comments."""
+    """0-based rows of indented code lines of 8-100 characters outside strings and comments: eval_memory's
+    rule (tokenize) for Python; for the others, rows of a string or comment that spans lines (tree-sitter)
+    are skipped, as eval_memory does, and so are lines that start with a comment or a quote."""
     if language == "python":
         from bench.eval_memory import code_lines as python_code_lines
 
         return python_code_lines(text)
     lang = spec(language)
     markers = tuple(m for m in (lang.line_comment, *(lang.block_comment or ())) if m)
-    skipped = _skipped_rows(text, language)
+    skipped = set()
+    for n in _trees(text, language):
+        if _quoted(n) and n.end_point[0] > n.start_point[0]:
+            skipped.update(range(n.start_point[0], n.end_point[0] + 1))
     out = []
     for i, line in enumerate(text.split("\n")):
         body = line.strip()
@@ -158,9 +167,19 @@ def code_lines(text: str, language: str) -> list[int]:
     return out
 
 
+def code_end(text: str, language: str, row: int) -> int:
+    """Characters of the row before a trailing comment (the whole line without one), trailing space cut."""
+    line = text.split("\n")[row]
+    cols = [n.start_point[1] for n in _trees(text, language)
+            if "comment" in n.type and n.start_point[0] == row]
+    end = len(line.encode()[: min(cols)].decode("utf-8", "ignore")) if cols else len(line)
+    return len(line[:end].rstrip())
+
+
 def draw(project: trust_sets.Project, kind: str, n: int, seed: int) -> list[Cursor]:
     """Up to n cursors, at most one per file: files in a seeded random order, a code line in each, and for
-    the rest kind a column with at least one character of code on each side."""
+    the rest kind a column inside its code (before any trailing comment) with at least one character of
+    code on each side."""
     rng = np.random.default_rng([seed, KINDS.index(kind), zlib.crc32(project.name.encode())])
     out = []
     for i in rng.permutation(len(project.files)):
@@ -174,8 +193,10 @@ def draw(project: trust_sets.Project, kind: str, n: int, seed: int) -> list[Curs
         row = rows[int(rng.integers(len(rows)))]
         line = text.split("\n")[row]
         indent = len(line) - len(line.lstrip())
-        col = indent if kind == "line" else int(rng.integers(indent + 1, len(line.rstrip())))
-        out.append(Cursor(name, row, col, text, line))
+        if kind == "line":
+            out.append(Cursor(name, row, indent, text, line))
+        elif (end := code_end(text, project.language, row)) > indent + 1:
+            out.append(Cursor(name, row, int(rng.integers(indent + 1, end)), text, line))
     return out
 
 
@@ -414,7 +435,11 @@ def groups(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     return out
 
 
-def curve(rows: list[dict], t0: float | None, out: Path, title: str) -> None:
+COLORS = {"python": "tab:blue", "go": "tab:orange", "rust": "tab:red", "typescript": "tab:purple"}
+STYLES = {"line": "-", "rest": "--"}
+
+
+def curve(rows: list[dict], t0: float | None, out: Path, title: str, t0_label: str) -> None:
     """Precision against share shown as the threshold rises from 0 to 1, a line per (set, language, kind)."""
     import matplotlib
 
@@ -427,22 +452,23 @@ def curve(rows: list[dict], t0: float | None, out: Path, title: str) -> None:
         points = [summary(chosen, float(t)) for t in thresholds]
         xs = [100 * p["share_shown"] for p in points if p["precision"] is not None]
         ys = [100 * p["precision"] for p in points if p["precision"] is not None]
-        where = " (HumanEval)" if set_name == "humaneval" else ""
-        name = f"{language} {kind}{where}, n={len(chosen)}"
-        (line,) = ax.plot(xs, ys, "-", lw=1.6, label=name)
+        humaneval = set_name == "humaneval"
+        name = f"{language} {kind}{' (HumanEval)' if humaneval else ''}, n={len(chosen)}"
+        color = "tab:green" if humaneval else COLORS.get(language)
+        ax.plot(xs, ys, ":" if humaneval else STYLES[kind], lw=1.8, color=color, label=name)
         at = summary(chosen, t0)
         if at["precision"] is not None:
-            ax.plot(100 * at["share_shown"], 100 * at["precision"], "o", ms=8, color=line.get_color(),
+            ax.plot(100 * at["share_shown"], 100 * at["precision"], "o", ms=8, color=color,
                     markeredgecolor="black")
     ax.plot([], [], "o", color="gray", markeredgecolor="black",
-            label=f"default threshold ({'none' if t0 is None else f'{t0:g}'})")
+            label=f"at threshold {'none' if t0 is None else f'{t0:g}'} ({t0_label})")
     ax.set_xlabel("share of cursors shown a completion (%)")
     ax.set_ylabel("precision: shown completions that are exact (%)")
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(out)
 
@@ -469,9 +495,9 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", choices=list(trust_sets.SETS), required=True)
+    p.add_argument("--set", choices=list(trust_sets.SETS))
     p.add_argument("--languages", default=",".join(LANGUAGES))
     p.add_argument("--kinds", default=",".join(KINDS))
     p.add_argument("--projects", default="", help="only projects whose name starts with one of these (comma)")
@@ -485,22 +511,29 @@ def main() -> int:
     p.add_argument("--settle-ms", type=float, default=200, help="wait between didOpen and the request")
     p.add_argument("--out", type=Path, default=RESULTS / "eval_trust.jsonl")
     p.add_argument("--cursors-out", type=Path, default=RESULTS / "eval_trust_cursors.jsonl")
-    args = p.parse_args()
-    languages = tuple(x for x in args.languages.split(",") if x)
-    kinds = tuple(x for x in args.kinds.split(",") if x)
-    if bad := (set(languages) - set(LANGUAGES)) | (set(kinds) - set(KINDS)):
+    p.add_argument("--summarize", type=Path, metavar="CURSORS_JSONL",
+                   help="run nothing: summarize (and --curve) a run's cursor rows again, at --threshold; "
+                        "printed, not saved")
+    p.add_argument("--run", help="with --summarize: the run's date field (default: the latest run)")
+    args = p.parse_args(argv)
+    if args.set is None and args.summarize is None:
+        p.error("give --set heldout|development (or --summarize FILE)")
+    args.languages = tuple(x for x in args.languages.split(",") if x)
+    args.kinds = tuple(x for x in args.kinds.split(",") if x)
+    if bad := (set(args.languages) - set(LANGUAGES)) | (set(args.kinds) - set(KINDS)):
         p.error(f"unknown language or kind: {', '.join(sorted(bad))}")
-    args.server_options = merge(base_options(), json.loads(args.options))
-    threshold = args.threshold if args.threshold is not None else default_threshold()
-    stamp = {"options": json.dumps(args.server_options, sort_keys=True), "model": args.model or "default",
-             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "commit": commit()}
+    return args
+
+
+def evaluate(args: argparse.Namespace, stamp: dict) -> list[dict]:
+    """Every (project, kind) batch of the set, then HumanEval; cursor rows appended to --cursors-out as
+    each batch ends."""
     args.cursors_out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
     wanted = tuple(x for x in args.projects.split(",") if x)
-    projects = [q for q in trust_sets.fetch(args.set, languages) if not wanted or q.name.startswith(wanted)]
-    jobs = [(proj, kind) for proj in projects for kind in kinds]
-    for proj, kind in jobs:
+    projects = [q for q in trust_sets.fetch(args.set, args.languages)
+                if not wanted or q.name.startswith(wanted)]
+    rows = []
+    for proj, kind in [(proj, kind) for proj in projects for kind in args.kinds]:
         t0 = time.monotonic()
         found = run_project(args, args.set, proj, kind)
         rows += found
@@ -511,19 +544,50 @@ def main() -> int:
         found = run_humaneval(args)
         rows += found
         save(args.cursors_out, [{**r, **stamp} for r in found])
+    return rows
+
+
+def saved_run(path: Path, run: str | None) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    run = run or max(r["date"] for r in rows)
+    return [r for r in rows if r["date"] == run]
+
+
+def report(rows: list[dict], threshold: float | None, curve_png: Path | None, t0_label: str) -> list[dict]:
+    """Summaries per (set, language, kind) at the threshold, printed as a table; the curve when asked."""
+    stamp = {k: rows[0][k] for k in ("options", "model", "date", "commit")} if rows else {}
     summaries = [{"set": s, "language": lang, "kind": k, "projects": sorted({r["project"] for r in chosen}),
                   **summary(chosen, threshold), **stamp}
                  for (s, lang, k), chosen in sorted(groups(rows).items())]
-    save(args.out, summaries)
     print(table(summaries))
-    if args.curve and rows:
-        curve(rows, threshold, args.curve, f"unmask through the server, automatic trigger, {args.set} set "
-              f"(model {stamp['model']}, {stamp['commit']}): precision vs share shown over thresholds 0-1")
-        print(f"wrote {args.curve}")
+    if curve_png and rows:
+        sets = "+".join(sorted({r["set"] for r in rows}))
+        title = (f"unmask through the server while typing (automatic trigger): {sets}\n"
+                 f"model {stamp['model']}, commit {stamp['commit']}, {stamp['date'][:10]}; "
+                 "each line: the threshold rising from 0 (right) to 1 (left)")
+        curve(rows, threshold, curve_png, title, t0_label)
+        print(f"wrote {curve_png}")
+    return summaries
+
+
+def main() -> int:
+    args = parse_args()
+    threshold = args.threshold if args.threshold is not None else default_threshold()
+    label = "--threshold" if args.threshold is not None else "the server's default"
+    if args.summarize:
+        report(saved_run(args.summarize, args.run), threshold, args.curve, label)
+        return 0
+    args.server_options = merge(base_options(), json.loads(args.options))
+    stamp = {"options": json.dumps(args.server_options, sort_keys=True), "model": args.model or "default",
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "commit": commit()}
+    rows = [{**r, **stamp} for r in evaluate(args, stamp)]
+    save(args.out, report(rows, threshold, args.curve, label))
     return 0
 
 
 def save(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")

@@ -1,15 +1,16 @@
 """Fit the calibration that decides which completions are shown (infill/trust.py), on development projects.
 
-    python -m bench.fit_trust --project SDIST [SDIST ...] [--cases 60] [--out engine/default_model/trust.json]
+    python -m bench.fit_trust [--set development] [--languages python,go,rust,typescript] [--cases 60]
+        [--rounds 4] [--out engine/default_model/trust.json]
 
-For each project, kind (whole line, rest of line) and round (--rounds), up to --cases files get one
-evaluated line each; those lines are removed from every text the repository memory holds (the project, as
-the server's workspace would read it), then each cursor goes through the server's completion step with every
-candidate kept (the denoised middles and the memory's proposals) and its evidence. A candidate is positive
-when it makes the cursor's line exactly the original. A logistic regression (L2, Newton's method) is fitted
-on all candidates; the script prints, for thresholds on the best candidate's probability, the share of
-cursors shown and the exact match among them, per kind, and writes the weights. Development projects only:
-never a project whose numbers are reported as held out.
+For each project of the set (bench/trust_sets.py), kind (whole line, rest of line) and round (--rounds), up
+to --cases files get one evaluated line each (bench/eval_trust.py `draw`); those lines are removed from every
+text the repository memory holds (the project, as the server's workspace would read it), then each cursor
+goes through the server's completion step with every candidate kept (the denoised middles and the memory's
+proposals) and its evidence. A candidate is positive when it makes the cursor's line exactly the original.
+A logistic regression (L2, Newton's method) is fitted on all candidates; the script prints, for thresholds on
+the best candidate's probability, the share of cursors shown and the exact match among them, per kind, and
+writes the weights. Development projects only: never a project whose numbers are reported as held out.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import infill  # noqa: E402
-from bench.eval_memory import cases, project_files  # noqa: E402
+from bench import trust_sets  # noqa: E402
+from bench.eval_trust import draw  # noqa: E402
 from infill.pipeline import candidates as judged_candidates  # noqa: E402
 from infill.trust import FEATURES, Calibration, features  # noqa: E402
 from lsp_server.completion import filler  # noqa: E402
@@ -35,39 +36,36 @@ from lsp_server.options import Options  # noqa: E402
 L2 = 1.0
 
 
-def cursor_rows(model, files: dict[str, str], kind: str, n: int, seed: int, options: Options) -> list[dict]:
-    """One evaluated line per file; each cursor's candidates with features and labels."""
-    picked, used = [], set()
-    for name, text, offset, gold in cases(files, 4 * n, kind, seed):
-        if name not in used and len(picked) < n:
-            used.add(name)
-            picked.append((name, text, offset, gold))
+def cursor_rows(model, project, kind: str, n: int, seed: int, options: Options, score: bool) -> list[dict]:
+    """One evaluated line per file (bench/eval_trust.py `draw`); each cursor's candidates with features and
+    labels."""
+    picked = draw(project, kind, n, seed)
+    emptied = {c.file: c.text for c in picked}
     memory_cfg = memory_config(options.memory)
     model.memory.clear()
-    for name, text in files.items():  # the workspace as read from disk: every evaluated line removed
-        hit = next((p for p in picked if p[0] == name), None)
-        model.memory.update(name, hit[1] if hit else text)
-    zero = Calibration(tuple(0.0 for _ in FEATURES))
+    for name in project.files:  # the workspace as read from disk: every evaluated line removed
+        model.memory.update(name, emptied.get(name) or project.text(name))
+    # every feature in use, or all but the network's score (a batched forward the server then skips)
+    probe = Calibration(tuple(0.0 if f == "score" and not score else 1e-12 for f in FEATURES))
+    fill = filler.make_filler(model, sampler_for(options.sampler, model), None, memory_cfg)
+    room = model.context_room(options.completion.max_tokens)
+    budget = filler.context_budget(options, room, model.info.device)
+    infill_options = dataclasses.replace(options.infill(), context_tokens=budget)
     rows = []
-    for name, text, offset, gold in picked:
-        model.memory.update(name, text, cursor=offset)
-        doc = infill.Document(text, "python")
-        fill = filler.make_filler(model, sampler_for(options.sampler, model), None, memory_cfg)
-        room = model.context_room(options.completion.max_tokens)
-        budget = filler.context_budget(options, room, model.info.device)
-        infill_options = dataclasses.replace(options.infill(), context_tokens=budget)
-        t0 = time.perf_counter()
+    for c in picked:
+        text, offset = c.text, c.offset
+        model.memory.update(c.file, text, cursor=offset)
+        doc = infill.Document(text, project.language)
         found = judged_candidates(doc, offset, fill, count_tokens=model.count_tokens, invoked=False,
-                                  options=infill_options, judge=filler.judge(model, memory_cfg, zero))
-        ms = (time.perf_counter() - t0) * 1000
-        span_start = found[0].start if found else offset
+                                  options=infill_options, judge=filler.judge(model, memory_cfg, probe))
+        cursor = f"{project.name}:{seed}:{c.file}:{c.row}"
         for (cand, _), e in (found[2] if found else []):
-            line = (text[:span_start] + cand + text[found[0].end :])[offset:].split("\n", 1)[0].rstrip()
-            rows.append({"cursor": f"{seed}:{name}:{offset}", "kind": kind, "exact": line == gold,
-                         "x": features(e), "ms": ms})
+            line = (text[: found[0].start] + cand + text[found[0].end :]).split("\n")[c.row]
+            rows.append({"cursor": cursor, "language": project.language, "kind": kind,
+                         "exact": line.rstrip() == c.gold.rstrip(), "x": features(e)})
         if not found or not found[2]:
-            rows.append({"cursor": f"{seed}:{name}:{offset}", "kind": kind, "exact": False, "x": None,
-                         "ms": ms})
+            rows.append({"cursor": cursor, "language": project.language, "kind": kind, "exact": False,
+                         "x": None})
     return rows
 
 
@@ -107,10 +105,14 @@ def curve(rows: list[dict], cal: Calibration, kind: str) -> list[tuple[float, fl
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--project", type=Path, nargs="+", required=True)
+    p.add_argument("--set", default="development", help="bench/trust_sets.py: never a held-out set")
+    p.add_argument("--languages", default="python,go,rust,typescript")
     p.add_argument("--cases", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=4, help="evaluated lines per file, one per round")
+    p.add_argument("--score", action="store_true",
+                   help="use the network's score of each candidate (one more batched forward per completion: "
+                        "about 50 ms on a 2-core CPU, for little gain on the development projects)")
     p.add_argument("--model")
     p.add_argument("--out", type=Path, default=Path("engine/default_model/trust.json"))
     p.add_argument("--rows", type=Path, default=Path("runs/trust_rows.jsonl"), help="candidates, for reuse")
@@ -126,20 +128,23 @@ def main() -> int:
         torch.set_num_threads(1)
         model = engine.load_model(args.model, dtype="auto", quantize="auto")
         options, rows = Options(), []
-        for archive in args.project:
-            files = project_files(archive)
+        for project in trust_sets.fetch(args.set, tuple(args.languages.split(","))):
             for kind in ("line", "rest"):
                 for r in range(args.rounds):  # another line per file each round, the memory rebuilt
-                    rows += cursor_rows(model, files, kind, args.cases, args.seed + 1000 * r, options)
-                print(f"{archive.name} {kind}: {len(rows)} rows so far", file=sys.stderr)
+                    seed = args.seed + 1000 * r
+                    rows += cursor_rows(model, project, kind, args.cases, seed, options, args.score)
+                print(f"{project.name} {kind}: {len(rows)} rows so far", file=sys.stderr)
         args.rows.parent.mkdir(parents=True, exist_ok=True)
         args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
     usable = [r for r in rows if r["x"] is not None]
     x = np.array([r["x"] for r in usable], dtype=float)
     y = np.array([r["exact"] for r in usable], dtype=float)
     w = fit(x, y)
-    names = ", ".join(a.name for a in args.project)
-    cal = Calibration(tuple(float(v) for v in w), f"{names}: {len(usable)} candidates (bench/fit_trust.py)")
+    if not args.reuse and not args.score:
+        w[FEATURES.index("score")] = 0.0  # never measured: the server must not ask for it
+    cursors = len({r["cursor"] for r in rows})
+    what = f"{args.set} set ({args.languages}): {len(usable)} candidates, {cursors} cursors"
+    cal = Calibration(tuple(float(v) for v in w), f"{what} (bench/fit_trust.py)")
     print("weights:", {f: round(float(v), 3) for f, v in zip(FEATURES, w)})
     for kind in ("line", "rest"):
         print(f"\n{kind}: threshold  shown  exact|shown  exact")

@@ -4,7 +4,8 @@ A name is known when it is a keyword of the language (its grammar's anonymous no
 (grammars/languages.toml `builtins`, and Python's own), a word of the document or of the other open documents,
 or a word the caller's `known` finds (the repository memory: the workspace's files). Names the candidate binds
 (an assignment target, the names a definition header or a loop introduces) and attributes after a dot are not
-checked: the candidate may define them, and an attribute's owner is not known here.
+checked: the candidate may define them, and an attribute's owner is not known here. Words inside string
+literals and comments are text, not names.
 """
 
 import builtins
@@ -19,6 +20,7 @@ WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a name at these places is used, not bound: not after a dot, not before an assignment or a declaration
 USE = re.compile(r"(?<![\w.$])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*(?::=|=(?!=)|[-+*/%|&^]=))")
 # a line that introduces names of its own: everything on it may be new
+STRING = re.compile(r"""(?:[rbfuRBFU]{0,2})("|'|`)(?:\\.|(?!\1).)*\1""")  # a one-line literal, quotes kept
 DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class|func|fn|function|struct|enum|impl|trait|interface|type|"
                      r"let|const|var|for|with|import|from|package|use|mod|except|catch|lambda|pub)\b")
 
@@ -42,8 +44,10 @@ def unknown(text: str, language: str, seen: frozenset[str], known: Callable[[str
     """The names `text` uses that are neither keywords, builtins, in `seen` (the document's and open
     documents' words) nor `known` to the caller, in order, once each."""
     out: list[str] = []
-    common = keywords(language)
+    common, comment = keywords(language), spec(language).line_comment
     for line in text.split("\n"):
+        line = STRING.sub('""', line)
+        line = line.split(comment, 1)[0] if comment else line
         if DEFINES.match(line):
             continue
         for name in USE.findall(line):

@@ -79,6 +79,10 @@ class Calibration:
             raise ValueError(f"Calibration needs {len(FEATURES)} weights ({', '.join(FEATURES)}), "
                              f"got {len(self.weights)}")
 
+    def uses(self, feature: str) -> bool:
+        """Whether the fit gave `feature` any weight (a feature left out when fitting gets none)."""
+        return self.weights[FEATURES.index(feature)] != 0.0
+
     def probability(self, e: Evidence) -> float:
         z = sum(w * x for w, x in zip(self.weights, features(e)))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))

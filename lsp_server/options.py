@@ -69,8 +69,8 @@ class SamplerOptions(_Options):
         return {**SAMPLER_DEFAULTS, **(recommended or {}), **chosen}
 
 
-MIN_CONFIDENCE = 0.0
-MIN_CONFIDENCE_INVOKED = 0.0
+MIN_CONFIDENCE = 0.3
+MIN_CONFIDENCE_INVOKED = 0.1
 
 
 class CompletionOptions(_Options):

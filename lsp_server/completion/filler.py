@@ -87,7 +87,8 @@ def judge(model, memory, cal: infill.Calibration | None = None) -> infill.Judge:
     def score(prefix: str, suffix: str, middles: list[str]) -> list[float]:
         return model.score(prefix, suffix, middles)
 
-    return infill.Judge(propose if memory is not None else None, score if caps.score else None,
+    scored = caps.score and cal.uses("score")  # one more batched forward: only where the fit found it useful
+    return infill.Judge(propose if memory is not None else None, score if scored else None,
                         model.memory.contains, cal)
 
 
