@@ -15,6 +15,7 @@ class InfillOptions:
     # requests (typing) and for invoked ones (the user asked)
     min_probability: float = 0.0
     min_probability_invoked: float = 0.0
+    syntax_errors: bool = False  # a judged candidate that adds a tree-sitter error may be shown
 
     def __post_init__(self):
         for name in ("max_tokens", "max_lines", "context_tokens", "candidates", "min_chars"):

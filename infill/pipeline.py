@@ -95,11 +95,13 @@ def complete(
     if not judged:
         return None
     probs = [judge.calibration.probability(e) for _, e in judged]
-    i = max(range(len(judged)), key=lambda k: (probs[k], -k))
+    # a judged candidate that adds a syntax error is never shown, however likely (JetBrains' rule)
+    clean = [k for k, (_, e) in enumerate(judged) if options.syntax_errors or e.errors_added <= 0]
+    i = max(clean or range(len(judged)), key=lambda k: (probs[k], -k))
     (text, confidence), e = judged[i]
     source = "both" if e.network and e.memory else "network" if e.network else "memory"
     threshold = options.min_probability_invoked if invoked else options.min_probability
-    if probs[i] < threshold:
+    if probs[i] < threshold or not clean:
         return Withheld(span.kind, probs[i], source)
     return Completion(span.start, span.end, text, span.kind, confidence, probs[i], source)
 

@@ -92,6 +92,8 @@ class CompletionOptions(_Options):
     min_confidence_invoked: Annotated[float, Meta(ge=0, le=1)] = MIN_CONFIDENCE_INVOKED
     # inline items carry {"probability", "source", "kind"} as the arguments of a command "unmask.explain"
     explain: bool = False
+    # a judged completion that adds a tree-sitter error to the file may be shown (default: never)
+    syntax_errors: bool = False
 
 
 class MemoryOptions(_Options):
@@ -136,6 +138,7 @@ class Options(_Options):
             canvas=c.canvas,
             min_probability=c.min_confidence,
             min_probability_invoked=c.min_confidence_invoked,
+            syntax_errors=c.syntax_errors,
         )
 
     def enabled(self, language: str) -> bool:

@@ -106,3 +106,14 @@ def test_evidence_counts_invented_names_and_scores_every_candidate():
     assert sorted(scored[0]) == ["frobnicate(rect)", "rect.width * depth"]  # one batch
     assert seen[True, False].unknown_names == 1 and seen[False, True].unknown_names == 0
     assert seen[False, True].match == 8 and seen[True, False].score == -1.0
+
+
+def test_a_candidate_that_adds_a_syntax_error_is_never_shown():
+    judge = infill.Judge(lambda *a: [("rect.width * depth", 8, 3, 3)], None, None,
+                         weights(bias=1.0, network=3.0))
+    c = complete(lambda *a: ("foo(rect, [", 0.9), judge)  # likelier, but it leaves brackets open
+    assert c.text == "rect.width * depth" and c.source == "memory"
+    broken_only = infill.Judge(None, None, None, weights(bias=5.0))
+    assert isinstance(complete(lambda *a: ("foo(rect, [", 0.9), broken_only), infill.Withheld)
+    allowed = complete(lambda *a: ("foo(rect, [", 0.9), broken_only, syntax_errors=True)
+    assert allowed.text == "foo(rect, ["

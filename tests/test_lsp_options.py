@@ -1,3 +1,5 @@
+import dataclasses
+
 import msgspec
 import pytest
 
@@ -13,7 +15,9 @@ def test_defaults_agree_with_the_engine_and_infill():
     # the server's latency choice
     assert ours.pop("tokens_per_step") == 3 and theirs.pop("tokens_per_step") == 1
     assert ours == theirs
-    assert Options().infill() == InfillOptions()
+    # the server's thresholds, chosen on development projects; infill alone shows everything
+    shown = dataclasses.replace(Options().infill(), min_probability=0.0, min_probability_invoked=0.0)
+    assert shown == InfillOptions() and Options().infill().min_probability == 0.3
 
 
 def test_camel_case_on_the_wire():
