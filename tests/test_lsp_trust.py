@@ -58,5 +58,6 @@ def test_the_cli_says_why_it_withholds(tiny_checkpoint, tmp_path):
     done = unmask("complete", str(source), *at, "--options", '{"completion": {"minConfidenceInvoked": 0.5}}',
                   env={})
     assert done.returncode == 1 and "withheld" in done.stderr and "probability 0.05" in done.stderr
-    shown = unmask("complete", str(source), *at, "--json", env={})
+    shown = unmask("complete", str(source), *at, "--json", "--options",
+                   '{"completion": {"minConfidenceInvoked": 0}}', env={})
     assert shown.returncode == 0 and '"probability": 0.0474' in shown.stdout

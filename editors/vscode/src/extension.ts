@@ -97,6 +97,10 @@ class Unmask implements vscode.Disposable {
     this.client = undefined;
   }
 
+  explain(why: unknown): void {
+    this.output.info(`accepted: ${JSON.stringify(why)}`);
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
@@ -180,6 +184,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
     vscode.commands.registerCommand("unmask.restart", () => unmask?.restart()),
+    // run on accepting an inline item when the server's completion.explain is on: why it was shown
+    vscode.commands.registerCommand("unmask.explain", (why: unknown) => unmask?.explain(why)),
   );
   await unmask.start();
 }
