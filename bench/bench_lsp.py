@@ -47,10 +47,14 @@ class Client:
             if length is None:
                 return
             message = json.loads(await self.process.stdout.readexactly(length))
+            self.received(message)
             if "method" in message and "id" in message:
                 self.notify_raw({"jsonrpc": "2.0", "id": message["id"], "result": None})
             elif "id" in message and message["id"] in self.pending:
                 self.pending.pop(message["id"]).set_result((time.perf_counter(), message))
+
+    def received(self, message: dict) -> None:
+        """Every message from the server, before it is answered or matched to its request."""
 
     def notify_raw(self, message: dict) -> None:
         body = json.dumps(message).encode()

@@ -218,21 +218,9 @@ class Client(bench_lsp.Client):
         self.messages: list[str] = []
         super().__init__(process)
 
-    async def _read(self) -> None:
-        while True:
-            length = None
-            while (line := await self.process.stdout.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            if length is None:
-                return
-            message = json.loads(await self.process.stdout.readexactly(length))
-            if message.get("method") == "window/showMessage":
-                self.messages.append(message["params"]["message"])
-            if "method" in message and "id" in message:
-                self.notify_raw({"jsonrpc": "2.0", "id": message["id"], "result": None})
-            elif "id" in message and message["id"] in self.pending:
-                self.pending.pop(message["id"]).set_result((time.perf_counter(), message))
+    def received(self, message: dict) -> None:
+        if message.get("method") == "window/showMessage":
+            self.messages.append(message["params"]["message"])
 
     async def call(self, method: str, params: dict | None = None) -> tuple[float, dict]:
         return await asyncio.wait_for(self.request(method, params), REQUEST_TIMEOUT_S)

@@ -27,22 +27,22 @@ would refuse: over 400 KB, a line over 400 characters, Python that does not pars
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
-import io
 import json
+import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from engine.training import corpus
+from engine.training.languages import members
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "trust_sets"
-SDIST_DIRS = (Path("/work/sdists"),)  # where the held-out sdists may already lie
+# folders where the sdists may already lie (pip download's output), before downloading them again
+SDIST_DIRS = tuple(Path(p) for p in os.environ.get("UNMASK_SDISTS", "").split(os.pathsep) if p)
 EXTENSIONS = {"python": (".py",), "go": (".go",), "rust": (".rs",), "typescript": (".ts",)}
 SKIP_PARTS = {"docs", "doc", "examples", "example", "benchmarks", "bench", "node_modules", "dist", "build"}
 MAX_FILE_BYTES = 400_000
@@ -193,20 +193,6 @@ def download(source: Source, cache: Path = CACHE / "archives") -> Path:
     return archive
 
 
-def members(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """(path, bytes) of an archive's regular files: a .deb's data tarball, a .tgz or an sdist."""
-    if archive.suffix == ".deb":
-        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(archive)], check=True,
-                              capture_output=True).stdout
-        tar = tarfile.open(fileobj=io.BytesIO(data))
-    else:
-        tar = tarfile.open(archive)
-    with tar:
-        for m in tar:
-            if m.isfile():
-                yield m.name.removeprefix("./"), tar.extractfile(m).read()
-
-
 def _relative(source: Source, path: str) -> str | None:
     """The path inside the project, None for a file outside it."""
     if source.kind == "sdist":
@@ -236,14 +222,7 @@ def usable(text: str | None, language: str) -> bool:
         return False
     if max(len(line) for line in text.split("\n")) > MAX_LINE_CHARS:
         return False
-    if language == "python":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return False
-    return True
+    return language != "python" or corpus.usable(text)
 
 
 def _read(path: Path) -> str | None:
@@ -300,7 +279,7 @@ def _distinctive(text: str) -> set[str]:
 def corpus_lines(language: str, cache: Path = CACHE / "corpus") -> set[str]:
     """Distinctive lines of the training corpus's sources of one language (downloaded once)."""
     sys.path.insert(0, str(ROOT))
-    from engine.training import corpus, languages
+    from engine.training import languages
 
     lines: set[str] = set()
     if language == "python":
