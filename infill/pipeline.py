@@ -134,22 +134,36 @@ def candidates(
                 ranked.append(Candidate(text, confidence, canvas, check.errors_added(text)))
     if judge.calibration is None:
         return span, ranked, []
-    return span, ranked, _judged(doc, offset, span, syn, prompt, ranked, check, judge, options)
+    return span, ranked, _judged(doc, offset, span, syn, prompt, ranked, check, judge, options, others)
 
 
 Judged = tuple[tuple[str, float], Evidence]  # ((text, confidence), evidence)
 
 
+@dataclass(slots=True)
+class _Origin:
+    """Where one candidate text came from: the Filler (with its confidence), the memory (with its support)."""
+
+    network: bool = False
+    confidence: float = 0.0
+    errors: int | None = None  # known for the Filler's candidates (ranked already)
+    memory: bool = False
+    match: int = 0
+    count: int = 0
+    total: int = 0
+
+
 def _judged(doc: Document, offset: int, span: Span, syn, prompt: Prompt, candidates: list[Candidate],
-            check: SyntaxCheck, judge: Judge, options: InfillOptions) -> list[Judged]:
+            check: SyntaxCheck, judge: Judge, options: InfillOptions, others: Sequence[Document]
+            ) -> list[Judged]:
     """Every candidate, the memory's proposals added, with its evidence."""
-    found = {c.text: [True, False, c.confidence, 0, 0, 0, c.errors_added] for c in candidates}
+    found = {c.text: _Origin(True, c.confidence, c.errors_added) for c in candidates}
     if judge.propose is not None:
         for middle, match, count, total in judge.propose(prompt.prefix, prompt.suffix, span.max_lines == 1):
             for text in postprocess(middle, span, syn, options.min_chars):
-                entry = found.setdefault(text, [False, False, 0.0, 0, 0, 0, None])
-                if count > entry[4]:
-                    entry[1], entry[3], entry[4], entry[5] = True, match, count, total
+                origin = found.setdefault(text, _Origin())
+                if count > origin.count:
+                    origin.memory, origin.match, origin.count, origin.total = True, match, count, total
     if not found:
         return []
     texts = list(found)
@@ -159,15 +173,15 @@ def _judged(doc: Document, offset: int, span: Span, syn, prompt: Prompt, candida
     scores = judge.score(prompt.prefix, after, middles) if judge.score is not None else [None] * len(texts)
     line_end = doc.text.find("\n", span.end)
     rest = doc.text[span.end : len(doc.text) if line_end < 0 else line_end]
-    seen = words([doc.text])
+    seen = words([doc.text, *(o.text for o in others)])
     brackets = spec(doc.language).brackets
     out = []
     for text, score in zip(texts, scores):
-        network, memory, confidence, match, count, total, errors = found[text]
-        errors = check.errors_added(text) if errors is None else errors
+        o = found[text]
+        errors = check.errors_added(text) if o.errors is None else o.errors
         repetition, open_, prose = shape(text, rest, brackets)
         names = len(unknown(text, doc.language, seen, judge.known))
-        e = Evidence(network, memory, confidence, score, match, count, total, errors, names, repetition,
-                     open_, len(text), prose)
-        out.append(((text, confidence), e))
+        e = Evidence(o.network, o.memory, o.confidence, score, o.match, o.count, o.total, errors, names,
+                     repetition, open_, len(text), prose)
+        out.append(((text, o.confidence), e))
     return out
