@@ -97,6 +97,14 @@ def parser() -> argparse.ArgumentParser:
     team.add_argument("--max-body", type=positive, default=4 << 20, help="request body limit in bytes")
     team.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray of its own)")
     team.set_defaults(run=cmd_team_server)
+    adapt = sub.add_parser("adapt", help="fine-tune the model on a project's files (a new checkpoint folder)")
+    adapt.add_argument("path", type=Path, help="the project's folder")
+    adapt.add_argument("--minutes", type=float, default=5.0, help="time budget on this CPU (default 5)")
+    adapt.add_argument("--out", type=Path, help="the checkpoint folder to write (default: in the user's "
+                                                 "cache, keyed by the project)")
+    adapt.add_argument("--model", help="the checkpoint to start from (a folder; default: the embedded model)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.set_defaults(run=cmd_adapt)
     sub.add_parser("train", help="train the embedded model: unmask train --help", add_help=False)
     for command in (serve, complete, fill, team):
         model_arguments(command)
@@ -177,6 +185,47 @@ def remote_errors():
         yield
     except RemoteError as e:
         raise SystemExit(f"unmask: {e}") from None
+
+
+def adapted_folder(project: Path) -> Path:
+    """Where `unmask adapt` writes without --out: the user's cache, one folder per project path."""
+    import hashlib
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unmask" / "adapted"
+    key = hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]
+    return base / f"{project.resolve().name}-{key}"
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from engine.registry import DEFAULT_MODEL
+    from engine.training.adapt import AdaptConfig, adapt
+
+    from .documents import workspace
+    from .server import source_extensions
+
+    if not args.path.is_dir():
+        raise SystemExit(f"unmask: {args.path}: not a folder")
+    if args.minutes <= 0:
+        raise SystemExit(f"unmask: --minutes must be > 0, got {args.minutes}")
+    model = Path(args.model) if args.model else DEFAULT_MODEL
+    if not (model / "config.json").is_file():
+        raise SystemExit(f"unmask: {model}: not a checkpoint folder (no config.json)")
+    files = {str(p.relative_to(args.path.resolve())): text for p, text in
+             workspace.source_files([args.path.resolve()], source_extensions(Options()), 64 * 2**20)}
+    if not files:
+        raise SystemExit(f"unmask: {args.path}: no source files of a served language")
+    out = args.out or adapted_folder(args.path)
+
+    def progress(done: float, loss: float) -> None:
+        bar = "#" * int(30 * done)
+        print(f"\radapting {len(files)} files [{bar:<30}] {done:4.0%} loss {loss:.3f}", end="",
+              file=sys.stderr)
+
+    report = adapt(model, files, out, AdaptConfig(minutes=args.minutes, seed=args.seed), progress)
+    print(file=sys.stderr)
+    print(f"{out}: {report.steps} steps in {report.minutes} min on {report.files} files ({report.tokens} "
+          f"tokens); loss on the project's rows {report.loss_before} -> {report.loss_after}")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -1,0 +1,54 @@
+"""engine/training/adapt.py and `unmask adapt`: a project's files fine-tune a checkpoint into a new folder
+that loads and completes like any other."""
+
+import json
+
+import pytest
+import torch
+
+import engine
+from engine.training.adapt import AdaptConfig, adapt
+from tests.test_lsp_cli import unmask
+
+PROJECT = {
+    "shapes.py": "class Rect:\n    def __init__(self, width, height):\n        self.width = width\n"
+                 "        self.height = height\n\n    def area(self):\n"
+                 "        return self.width * self.height\n",
+    "util.py": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n\n\n"
+               "def scale(x, k):\n    return x * k\n",
+}
+QUICK = AdaptConfig(minutes=5.0, max_tokens=3 * 2 * 64, seq_len=64, batch_size=2)  # three steps
+
+
+def test_adaptation_writes_a_checkpoint_that_moved_and_still_loads(tiny_checkpoint, tmp_path):
+    out = tmp_path / "adapted"
+    report = adapt(tiny_checkpoint, PROJECT, out, QUICK)
+    assert report.steps == 3 and report.files == 2 and report.rows_tokens == 3 * 2 * 64
+    assert report.loss_before > 0 and report.loss_after > 0
+    card = json.loads((out / "adaptation.json").read_text())
+    assert card["report"]["steps"] == 3 and card["files"] == ["shapes.py", "util.py"]
+    before, after = engine.load_model(tiny_checkpoint), engine.load_model(out)
+    moved = [not torch.equal(a, b) for a, b in zip(before.model.parameters(), after.model.parameters())]
+    assert all(moved)  # every tensor trained (the anchor pulls back, it does not freeze)
+    completed = after.infill("def f(x):\n    return ", "\n", engine.InfillParams(canvas=6))
+    assert completed.stats.forward_passes >= 1
+    again = adapt(tiny_checkpoint, PROJECT, tmp_path / "again", QUICK)
+    assert again.loss_after == report.loss_after  # deterministic for a seed
+
+
+def test_nothing_to_adapt_on_is_refused():
+    with pytest.raises(ValueError, match="nothing to adapt on"):
+        adapt(engine.registry.DEFAULT_MODEL, {}, None, QUICK)
+
+
+def test_unmask_adapt_reads_the_project_and_names_its_errors(tiny_checkpoint, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    for name, text in PROJECT.items():
+        (project / name).write_text(text)
+    missing = unmask("adapt", str(tmp_path / "nowhere"), env={})
+    assert missing.returncode != 0 and "nowhere: not a folder" in missing.stderr
+    done = unmask("adapt", str(project), "--model", str(tiny_checkpoint), "--minutes", "0.02",
+                  "--out", str(tmp_path / "out"), env={})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "model.safetensors").exists() and "2 files" in done.stdout
