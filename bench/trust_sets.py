@@ -11,12 +11,12 @@ measures it: the share of each project's distinctive lines (stripped, 30 charact
 occur in the corpus's sources of its language, and the files more than half of whose lines do (the corpus
 is downloaded into the cache once, as `engine.training prepare` does).
 
-Sources: Python sdists (`pip download --no-deps --no-binary :all:`; the held-out ones are also looked for in
-/work/sdists), Debian bookworm `golang-github-*-dev` (Go, under /usr/share/gocode/src) and `librust-*-dev`
-(Rust, under /usr/share/cargo/registry) packages (`apt-get download`, read with `dpkg-deb --fsys-tarfile`,
-nothing installed), and npm packages that ship their TypeScript sources (`npm pack`; only `src/` is kept,
-never the compiled `dist/`, whose JavaScript repeats the sources line for line). Each archive's sha256 is
-pinned: a different download is refused.
+Sources: Python sdists (`pip download --no-deps --no-binary :all:`; also looked for in the folders of
+$UNMASK_SDISTS first), Debian bookworm `golang-github-*-dev` (Go, under /usr/share/gocode/src) and
+`librust-*-dev` (Rust, under /usr/share/cargo/registry) packages (`apt-get download`, read with `dpkg-deb
+--fsys-tarfile`, nothing installed), and npm packages that ship their TypeScript sources (`npm pack`; only
+`src/` is kept, never the compiled `dist/`, whose JavaScript repeats the sources line for line). Each
+archive's sha256 is pinned: a different download is refused.
 
 `fetch(set_name)` unpacks each project once into `.cache/trust_sets/<label>/` (git-ignored) and returns
 `Project`s: the folder is what an editor would open (the workspace); `files` are the ones cursors may be drawn
