@@ -105,7 +105,8 @@ def curve(rows: list[dict], cal: Calibration, kind: str) -> list[tuple[float, fl
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", default="development", help="bench/trust_sets.py: never a held-out set")
+    p.add_argument("--set", default="development", choices=("development",),
+                   help="bench/trust_sets.py's development set: never a held-out one")
     p.add_argument("--languages", default="python,go,rust,typescript")
     p.add_argument("--cases", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)

@@ -50,6 +50,7 @@ class DiffusionLM:
         self.corpus: CorpusIndex | None = None
         # back the prefix up over a last token that longer tokens extend (engine/heal.py)
         self.token_healing = True
+        self._quantize = quantization(model) or "none"  # fixed at load; `info` is read on every completion
 
     @torch.inference_mode()
     def __call__(self, input_ids: Tensor) -> Tensor:
@@ -71,9 +72,9 @@ class DiffusionLM:
 
     @property
     def info(self) -> ModelInfo:
-        dtype, quantize = str(self.dtype).removeprefix("torch."), quantization(self.model) or "none"
-        return ModelInfo(self.name, self.family.name, str(self.device), dtype, quantize, self.max_positions,
-                         str(self.path))
+        dtype = str(self.dtype).removeprefix("torch.")
+        return ModelInfo(self.name, self.family.name, str(self.device), dtype, self._quantize,
+                         self.max_positions, str(self.path))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
