@@ -9,7 +9,6 @@ denoised middle, through the contract in engine/api.py. Names are imported on fi
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 # public name -> the module that defines it
 _WHERE = {
@@ -37,40 +36,7 @@ _WHERE = {
     "load_model": "engine.registry",
 }
 
-__all__ = [
-    "Batcher",
-    "Cancelled",
-    "Capabilities",
-    "CheckpointError",
-    "CompletionModel",
-    "DeviceUnavailable",
-    "DiffusionLM",
-    "DoesNotFit",
-    "HubError",
-    "InfillParams",
-    "InfillRequest",
-    "InfillResult",
-    "InfillStats",
-    "Memory",
-    "MemoryConfig",
-    "ModelInfo",
-    "RepositoryMemory",
-    "SamplerConfig",
-    "Ticket",
-    "Tokenizer",
-    "Unsupported",
-    "load_model",
-]
-
-if TYPE_CHECKING:
-    from engine.api import Capabilities, CompletionModel, InfillResult, InfillStats, Memory, ModelInfo
-    from engine.batch import Batcher, InfillRequest, Ticket
-    from engine.errors import Cancelled, CheckpointError, DeviceUnavailable, DoesNotFit, HubError, Unsupported
-    from engine.lm import DiffusionLM
-    from engine.memory import RepositoryMemory
-    from engine.params import InfillParams, MemoryConfig, SamplerConfig
-    from engine.registry import load_model
-    from engine.tokenizer import Tokenizer
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):

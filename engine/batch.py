@@ -137,9 +137,9 @@ class Batcher:
             family = getattr(getattr(model, "family", None), "name", type(model).__name__)
             raise Unsupported(f"Batcher: {family} is not batched (capabilities.batching is False); call its "
                               "infill one request at a time")
-        InfillParams(refresh=refresh)  # one line for a bad refresh
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+        for name, value in (("max_batch", max_batch), ("refresh", refresh)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not padding >= 1:
             raise ValueError(f"padding must be >= 1 (padded tokens per real token), got {padding!r}")
         self.model, self.max_batch, self.refresh, self.padding = model, max_batch, refresh, padding
