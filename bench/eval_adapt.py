@@ -1,53 +1,109 @@
-"""Does adapting the network to a project help on that project's code? Network alone, before and after.
+"""Does adapting the network to a project help on that project's code? A learning curve, honestly measured.
 
-    python -m bench.eval_adapt --projects toolz,attrs [--kinds rest,line] [--cases 30] [--minutes 2]
+    python -m bench.eval_adapt --set development|heldout [--projects toolz,attrs] [--kinds rest,line]
+                               [--cases 30] [--minutes 2,5,10] [--lr 1e-4] [--guard anchor|replay]
+                               [--server] [--humaneval N] [--tag NAME]
 
-For each held-out Python project (bench/trust_sets.py) and kind, up to --cases cursors (one per file,
-bench/eval_trust.py `draw`) are drawn; every evaluated line is emptied in the texts adaptation reads (adapting
-on the answer is not adaptation). The embedded model and the model adapted for --minutes
-(engine/training/adapt.py) then complete each cursor through the language server's completion step with the
-repository memory off (the network alone) and the default options otherwise; exact match of the cursor's line
-and the share answered are printed for both. In process, on this CPU.
+For each project of the set (bench/trust_sets.py; tune on "development", report on "heldout") and kind, up to
+--cases cursors are drawn exactly as bench/eval_trust.py draws them (one per file). EVERY evaluated line of
+every kind is emptied in the texts the adaptation reads (adapting on the answer is not adaptation); one run
+of engine/training/adapt.py (one thread) then writes the weights at each of --minutes.
+
+Each checkpoint (and the embedded model, minute 0) is measured:
+- always, in process: the network alone (memory off) through the server's completion step with every answer
+  shown, exact match of the cursor's line (quick; for tuning);
+- with --server: through the real server as bench/eval_trust.py does it (one server process per project and
+  kind, the project as its workspace with that batch's evaluated lines emptied on disk and in the buffer),
+  network alone (`memory.enabled: false`) and fused (default options), exact overall at the server's
+  default threshold and with every answer shown;
+- with --humaneval N: HumanEval single-line infilling through the server, one line per problem (general
+  ability after adapting on the first project).
+Rows go to bench/results/eval_adapt.jsonl; one line per measurement to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 import tempfile
+import time
+from argparse import Namespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import infill  # noqa: E402
-from bench import trust_sets  # noqa: E402
-from bench.eval_trust import draw  # noqa: E402
+from bench import eval_trust, trust_sets  # noqa: E402
 from lsp_server.completion import filler  # noqa: E402
 from lsp_server.options import parse  # noqa: E402
 
+RESULTS = eval_trust.RESULTS / "eval_adapt.jsonl"
+NETWORK_ALONE = {"memory": {"enabled": False}}
 
-def exact_share(model, cursors, language: str) -> tuple[float, float]:
-    options, _ = parse({"memory": {"enabled": False}, "completion": {"minConfidence": 0,
-                                                                      "minConfidenceInvoked": 0}})
-    exact = answered = 0
+
+def network_alone(model, cursors, language: str) -> float:
+    """Exact share of the cursors' lines, memory off, every answer shown (in process)."""
+    options, _ = parse({**NETWORK_ALONE, "completion": {"minConfidence": 0, "minConfidenceInvoked": 0}})
+    exact = 0
     for c in cursors:
-        text, offset = c.text, c.offset
-        got = filler.complete(model, infill.Document(text, language), offset, options, invoked=False)
+        got = filler.complete(model, infill.Document(c.text, language), c.offset, options, invoked=False)
         if got is None or isinstance(got, infill.Withheld):
             continue
-        answered += 1
-        line = (text[: got.start] + got.text + text[got.end :]).split("\n")[c.row]
+        line = (c.text[: got.start] + got.text + c.text[got.end :]).split("\n")[c.row]
         exact += line.rstrip() == c.gold.rstrip()
-    return exact / max(len(cursors), 1), answered / max(len(cursors), 1)
+    return exact / max(len(cursors), 1)
+
+
+def emptied_texts(project: trust_sets.Project, cursors: list) -> dict[str, str]:
+    texts = {name: project.text(name) for name in project.files}
+    for c in cursors:
+        lines = texts[c.file].split("\n")
+        lines[c.row] = lines[c.row][: len(lines[c.row]) - len(lines[c.row].lstrip())]
+        texts[c.file] = "\n".join(lines)
+    return texts
+
+
+def through_server(project, kind: str, model: str | None, options: dict, args) -> dict:
+    run = Namespace(cases=args.cases, seed=args.seed, model=model, settle_ms=200,
+                    server_options=eval_trust.merge(eval_trust.base_options(), options))
+    rows = eval_trust.run_project(run, args.set, project, kind)
+    at_default = eval_trust.summary(rows, eval_trust.default_threshold())
+    every = eval_trust.summary(rows, None)
+    return {"exact": at_default["exact_overall"], "shown": at_default["share_shown"],
+            "precision": at_default["precision"], "exact_all_shown": every["exact_overall"],
+            "p50_ms": at_default["p50_ms"]}
+
+
+def humaneval(model: str | None, args) -> dict:
+    run = Namespace(humaneval=args.humaneval, seed=args.seed, model=model, settle_ms=200,
+                    server_options=eval_trust.base_options())
+    rows = eval_trust.run_humaneval(run)
+    s = eval_trust.summary(rows, eval_trust.default_threshold())
+    return {"pass@1": s["pass@1"], "pass@1_all_shown": eval_trust.summary(rows, None)["pass@1"],
+            "shown": s["share_shown"]}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--projects", default="toolz,attrs")
+    p.add_argument("--set", choices=list(trust_sets.SETS), required=True)
+    p.add_argument("--languages", default="python")
+    p.add_argument("--projects", default="")
     p.add_argument("--kinds", default="rest,line")
     p.add_argument("--cases", type=int, default=30)
-    p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument("--minutes", default="2,5,10", 
+                   help="checkpoints of one run, in minutes (the last ends it)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--anchor", type=float, default=None)
+    p.add_argument("--guard", choices=["anchor", "replay", "none"], default=None)
+    p.add_argument("--server", action="store_true", help="also through the real server, alone and fused")
+    p.add_argument("--humaneval", type=int, default=0, metavar="N")
+    p.add_argument("--tag", default="", help="a name for this run's rows")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+
+    import dataclasses
+
     import torch
 
     import engine
@@ -55,29 +111,51 @@ def main() -> int:
     from engine.training.adapt import AdaptConfig, adapt
 
     torch.set_num_threads(1)
+    points = sorted(float(m) for m in args.minutes.split(","))
+    asked = (("lr", args.lr), ("anchor", args.anchor), ("guard", args.guard))
+    changes = {k: v for k, v in asked if v is not None}
+    cfg = dataclasses.replace(AdaptConfig(minutes=points[-1], seed=args.seed), **changes)
+    stamp = {"tag": args.tag, "set": args.set, "config": dataclasses.asdict(cfg),
+             "commit": eval_trust.commit(),
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     base = engine.load_model(dtype="float32")
-    for project in trust_sets.fetch("heldout", ("python",)):
-        if not any(project.name.startswith(w) for w in args.projects.split(",")):
-            continue
-        kinds = args.kinds.split(",")
-        cursors = {k: draw(project, k, args.cases, args.seed) for k in kinds}
-        texts = {name: project.text(name) for name in project.files}
-        for k in kinds:  # every evaluated line emptied, both kinds (one file may hold one cursor of each)
-            for c in cursors[k]:
-                lines = texts[c.file].split("\n")
-                lines[c.row] = lines[c.row][: len(lines[c.row]) - len(lines[c.row].lstrip())]
-                texts[c.file] = "\n".join(lines)
-        with tempfile.TemporaryDirectory() as out:
-            report = adapt(DEFAULT_MODEL, texts, Path(out), AdaptConfig(minutes=args.minutes, seed=args.seed))
-            adapted = engine.load_model(out, dtype="float32")
-            for k in kinds:
-                before, shown_before = exact_share(base, cursors[k], project.language)
-                after, shown_after = exact_share(adapted, cursors[k], project.language)
-                print(f"{project.name} {k}: {len(cursors[k])} cursors; network alone exact {before:.1%} -> "
-                      f"{after:.1%} (answered {shown_before:.0%} -> {shown_after:.0%}); {report.steps} steps "
-                      f"in {report.minutes} min, loss {report.loss_before} -> {report.loss_after}",
-                      flush=True)
+    wanted = tuple(x for x in args.projects.split(",") if x)
+    projects = [q for q in trust_sets.fetch(args.set, tuple(args.languages.split(",")))
+                if not wanted or q.name.startswith(wanted)]
+    kinds = args.kinds.split(",")
+    for i, project in enumerate(projects):
+        cursors = {k: eval_trust.draw(project, k, args.cases, args.seed) for k in kinds}
+        texts = emptied_texts(project, [c for k in kinds for c in cursors[k]])
+        with tempfile.TemporaryDirectory(prefix="eval_adapt_") as tmp:
+            folders = {m: Path(tmp) / f"after_{m:g}min" for m in points}
+            t0 = time.monotonic()
+            report = adapt(DEFAULT_MODEL, texts, folders[points[-1]], cfg,
+                           checkpoints=[(m, f) for m, f in folders.items() if m != points[-1]])
+            trained = {"steps": report.steps, "minutes": report.minutes, "loss_before": report.loss_before,
+                       "loss_after": report.loss_after, "wall_s": round(time.monotonic() - t0)}
+            for m, folder in [(0.0, None), *folders.items()]:
+                model = base if folder is None else engine.load_model(folder, dtype="float32")
+                for k in kinds:
+                    row = {**stamp, "project": project.name, "language": project.language, "kind": k,
+                           "minutes": m, "cursors": len(cursors[k]), "adaptation": trained,
+                           "alone_in_process": round(network_alone(model, cursors[k], project.language), 4)}
+                    if args.server:
+                        where = None if folder is None else str(folder)
+                        row["alone"] = through_server(project, k, where, NETWORK_ALONE, args)
+                        row["fused"] = through_server(project, k, where, {}, args)
+                    save(row)
+                if args.humaneval and i == 0:
+                    save({**stamp, "project": project.name, "kind": "humaneval", "minutes": m,
+                          "humaneval": humaneval(None if folder is None else str(folder), args)})
     return 0
+
+
+def save(row: dict) -> None:
+    brief = {k: v for k, v in row.items() if k not in ("config", "commit", "date", "set", "tag")}
+    print(json.dumps(brief), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -187,21 +187,10 @@ def remote_errors():
         raise SystemExit(f"unmask: {e}") from None
 
 
-def adapted_folder(project: Path) -> Path:
-    """Where `unmask adapt` writes without --out: the user's cache, one folder per project path."""
-    import hashlib
-
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unmask" / "adapted"
-    key = hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]
-    return base / f"{project.resolve().name}-{key}"
-
-
 def cmd_adapt(args: argparse.Namespace) -> int:
     from engine.registry import DEFAULT_MODEL
-    from engine.training.adapt import AdaptConfig, adapt
 
-    from .documents import workspace
-    from .server import source_extensions
+    from .adaptation import cache, job
 
     if not args.path.is_dir():
         raise SystemExit(f"unmask: {args.path}: not a folder")
@@ -210,18 +199,19 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else DEFAULT_MODEL
     if not (model / "config.json").is_file():
         raise SystemExit(f"unmask: {model}: not a checkpoint folder (no config.json)")
-    files = {str(p.relative_to(args.path.resolve())): text for p, text in
-             workspace.source_files([args.path.resolve()], source_extensions(Options()), 64 * 2**20)}
-    if not files:
-        raise SystemExit(f"unmask: {args.path}: no source files of a served language")
-    out = args.out or adapted_folder(args.path)
+    options = Options()
+    out = args.out or cache.folder_for([args.path])  # where the server finds it for this workspace
+    request = job.Request([str(args.path.resolve())], sorted(options.source_extensions()),
+                          options.memory.max_megabytes * 2**20, str(model), str(out), args.minutes, args.seed)
 
     def progress(done: float, loss: float) -> None:
         bar = "#" * int(30 * done)
-        print(f"\radapting {len(files)} files [{bar:<30}] {done:4.0%} loss {loss:.3f}", end="",
-              file=sys.stderr)
+        print(f"\radapting [{bar:<30}] {done:4.0%} loss {loss:.3f}", end="", file=sys.stderr)
 
-    report = adapt(model, files, out, AdaptConfig(minutes=args.minutes, seed=args.seed), progress)
+    try:
+        report = job.adapt_workspace(request, progress)
+    except ValueError as e:
+        raise SystemExit(f"unmask: {e}") from None
     print(file=sys.stderr)
     print(f"{out}: {report.steps} steps in {report.minutes} min on {report.files} files ({report.tokens} "
           f"tokens); loss on the project's rows {report.loss_before} -> {report.loss_after}")

@@ -114,6 +114,17 @@ class MemoryOptions(_Options):
     max_megabytes: Positive = 8
 
 
+class AdaptOptions(_Options):
+    """Adapting the network to the workspace (lsp_server/adaptation): after the workspace is read, a
+    low-priority process on one thread fine-tunes the model on its files for `minutes`; the result serves
+    from then on and from the cache on later starts, until more than a `refresh` share of the project's
+    bytes changed. Off by default until it measures better (bench/RESULTS.md, Adapting to a project)."""
+
+    enabled: bool = False
+    minutes: Annotated[float, Meta(gt=0, le=240)] = 5.0
+    refresh: Annotated[float, Meta(ge=0, le=1)] = 0.2
+
+
 class ActionsOptions(_Options):
     """The code actions (lsp_server/actions/)."""
 
@@ -125,6 +136,7 @@ class Options(_Options):
     sampler: SamplerOptions = SamplerOptions()
     completion: CompletionOptions = CompletionOptions()
     memory: MemoryOptions = MemoryOptions()
+    adapt: AdaptOptions = AdaptOptions()
     actions: ActionsOptions = ActionsOptions()
     languages: dict[str, bool] = msgspec.field(default_factory=dict)  # infill language name -> on/off
 
@@ -143,6 +155,12 @@ class Options(_Options):
 
     def enabled(self, language: str) -> bool:
         return self.languages.get(language, True)
+
+    def source_extensions(self) -> set[str]:
+        """File extensions of the languages served: the workspace files read for the memory and adaptation."""
+        from infill.languages import languages
+
+        return {ext for name, spec in languages().items() if self.enabled(name) for ext in spec.extensions}
 
 
 def merge(base: dict, update: dict) -> dict:

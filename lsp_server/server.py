@@ -22,6 +22,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__
 from .actions import actions
+from .adaptation.runner import Adaptation
 from .completion.cache import PREFIX_CHARS, SUFFIX_CHARS, SuggestionCache
 from .completion.progress import LoadProgress
 from .completion.scheduler import Scheduler
@@ -73,6 +74,9 @@ class UnmaskServer(LanguageServer):
         self.generation = 0  # counts option changes and model loads; cached suggestions name theirs
         self.has_workspace = False  # the client named a workspace; else each opened file's project is read
         self.folders_read: set = set()  # folders of opened files whose projects were handed to the worker
+        self.adaptation = Adaptation(self)
+        self.roots: list = []  # the workspace folders on disk
+        self._loaded = asyncio.Event()  # set while no model load is under way
 
     @property
     def encoding(self) -> str:
@@ -103,7 +107,9 @@ class UnmaskServer(LanguageServer):
         for message in messages + invalid:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, message))
         self.client_options = msgspec.to_builtins(options)  # invalid values already replaced
-        changed, self.options = options.model != self.options.model, options
+        # the adaptation belongs to a model: turning it on or off reloads the base (then the cached one)
+        changed = options.model != self.options.model or options.adapt != self.options.adapt
+        self.options = options
         self.worker.memory_for(remote=options.model.remote is not None)
         self.cache.clear()
         self.generation += 1
@@ -114,7 +120,42 @@ class UnmaskServer(LanguageServer):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def model_loaded(self) -> None:
+        """Returns once no model load is under way."""
+        await self._loaded.wait()
+
+    def extensions(self) -> set[str]:
+        return self.options.source_extensions()
+
+    def client_supports_progress(self) -> bool:
+        window = self.client_capabilities.window
+        return window is not None and bool(window.work_done_progress)
+
+    def adopted(self) -> None:
+        """The engine now serves other weights (an adapted checkpoint): cached suggestions are stale."""
+        self.cache.clear()
+        self.generation += 1
+
+    def adapt(self, ready=None) -> None:
+        """Start (or restart) adapting to the workspace folders, when the options ask for it."""
+        if self.options.adapt.enabled and self.roots:
+            self.adaptation.start(self.roots, ready)
+        else:
+            self.adaptation.stop("off")
+
+    def reload(self) -> None:
+        """Load the model the options name; whatever waits for model_loaded waits for this load."""
+        self._loaded.clear()
+        self.spawn(self.load_model())
+
     async def load_model(self) -> None:
+        self._loaded.clear()
+        try:
+            await self._load_model()
+        finally:
+            self._loaded.set()
+
+    async def _load_model(self) -> None:
         opts, previous = self.options.model, self.status.model
         if opts.remote is not None:
             self.status.model = ModelState(remote=opts.remote, state="loading")
@@ -128,8 +169,7 @@ class UnmaskServer(LanguageServer):
         name = opts.path or "the embedded model"
         progress = LoadProgress(self, f"connecting to {opts.remote}" if opts.remote else f"loading {name}")
         loading = asyncio.wrap_future(self.worker.load(opts, progress.from_thread))
-        window = self.client_capabilities.window
-        if window is not None and window.work_done_progress:
+        if self.client_supports_progress():
             self.spawn(progress.run(loading))
         outcome = await loading
         if isinstance(outcome, LoadFailed):
@@ -225,6 +265,7 @@ class UnmaskServer(LanguageServer):
         super().report_server_error(error, source)
 
     def shutdown(self) -> None:
+        self.adaptation.stop()
         self.scheduler.cancel_all()
         self.worker.shutdown()
         super().shutdown()
@@ -246,20 +287,23 @@ def initialize(ls: UnmaskServer, params: types.InitializeParams) -> None:
 
 @server.feature(types.INITIALIZED)
 def initialized(ls: UnmaskServer, params: types.InitializedParams) -> None:
-    ls.spawn(ls.load_model())
-    memory = ls.options.memory
-    if memory.enabled and memory.workspace:
-        uris = [f.uri for f in ls.workspace.folders.values()] or [ls.workspace.root_uri or ""]
-        folders = [f for f in map(workspace.folder_of, uris) if f is not None]
-        if folders:
-            ls.has_workspace = True
-            ls.worker.index_workspace(folders, source_extensions(ls.options), memory.max_megabytes * 2**20)
+    ls.reload()
+    memory, scan = ls.options.memory, None
+    uris = [f.uri for f in ls.workspace.folders.values()] or [ls.workspace.root_uri or ""]
+    ls.roots = [f for f in map(workspace.folder_of, uris) if f is not None]
+    if memory.enabled and memory.workspace and ls.roots:
+        ls.has_workspace = True
+        budget = memory.max_megabytes * 2**20
+        thread = ls.worker.index_workspace(ls.roots, ls.options.source_extensions(), budget)
+        scan = asyncio.ensure_future(asyncio.to_thread(thread.join))
+    ls.adapt(scan)  # after the scan: the two would compete for the same cores
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 def did_change_configuration(ls: UnmaskServer, params: types.DidChangeConfigurationParams) -> None:
     if params.settings is not None and ls.configure(params.settings):
-        ls.spawn(ls.load_model())
+        ls.reload()
+        ls.adapt()
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
@@ -276,7 +320,7 @@ def did_open(ls: UnmaskServer, params: types.DidOpenTextDocumentParams) -> None:
                 and folder not in ls.folders_read):
             ls.folders_read.add(folder)
             # a client that names no workspace: the project of each opened file is read instead
-            ls.worker.index_workspace([folder], source_extensions(ls.options), memory.max_megabytes * 2**20,
+            ls.worker.index_workspace([folder], ls.options.source_extensions(), memory.max_megabytes * 2**20,
                                       projects=True)
 
 
@@ -333,14 +377,9 @@ async def completion(ls: UnmaskServer, params: types.CompletionParams) -> types.
 
 @server.feature(STATUS)
 def status(ls: UnmaskServer, params) -> dict:
-    return ls.status.report(ls.options, ls.worker.memory_report)
+    return ls.status.report(ls.options, ls.worker.memory_report, ls.adaptation.report())
 
 
 server.feature(probe.DOCUMENT)(probe.document)  # the server's copies of a document, hashed
 actions.register(server)  # code actions: rewrite selection, fill holes, complete body
 
-
-def source_extensions(options: Options) -> set[str]:
-    from infill.languages import languages
-
-    return {ext for name, spec in languages().items() if options.enabled(name) for ext in spec.extensions}

@@ -86,10 +86,11 @@ class Status:
     def _finished(self) -> None:
         self._running -= 1
 
-    def report(self, options: Options, memory: dict | None = None) -> dict:
+    def report(self, options: Options, memory: dict | None = None, adaptation: dict | None = None) -> dict:
         return {
             **asdict(self.model),
             "memory": memory,
+            "adaptation": adaptation,
             "latencies_ms": percentiles(self.latencies),
             "requests": dict(self.requests),
             "completions": dict(self.completions),

@@ -27,9 +27,10 @@ AUTOMATIC = types.InlineCompletionContext(types.InlineCompletionTriggerKind.Auto
 
 
 @asynccontextmanager
-async def serving(checkpoint, client_name: str, options: dict, root_uri: str = ROOT.as_uri()):
+async def serving(checkpoint, client_name: str, options: dict, root_uri: str = ROOT.as_uri(),
+                  env: dict | None = None):
     command = [sys.executable, "-m", "lsp_server", "--model", str(checkpoint)]
-    client = await ClientServerConfig(server_command=command, server_env=ENV).start()
+    client = await ClientServerConfig(server_command=command, server_env={**ENV, **(env or {})}).start()
     caps = client_capabilities(client_name)
     caps.text_document.inline_completion = types.InlineCompletionClientCapabilities()
     client.init_result = await client.initialize_session(

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import msgspec
+
 import infill
 
 from .. import models
@@ -44,6 +46,8 @@ class Worker:
         self._indexed: set[Path] = set()  # folders whose files were read (scan threads)
         self._indexed_lock = threading.Lock()
         self.memory_report: dict = {"sources": 0, "bytes": 0, "max_bytes": 0, "update_ms": None}
+        self.base: str | None = None  # the folder of the model loaded from the options (adapted or not)
+        self._opts: ModelOptions | None = None  # those options
 
     def open(self, content: DocumentText) -> None:
         self._submit_logged(self._open, content)
@@ -69,6 +73,30 @@ class Worker:
         """Future of Loaded or LoadFailed; progress(done, total) in bytes while a Hugging Face id downloads,
         from download threads."""
         return self._pool.submit(self._load, opts, progress)
+
+    def adopt(self, folder: Path, base: str) -> Future:
+        """Future of Loaded or LoadFailed: the checkpoint in folder (adapted from the base model `base`) loads
+        on a thread of its own with the base's options, then replaces the model between two engine jobs, so
+        every completion runs on one whole model; refused if another base model was loaded meanwhile."""
+        done: Future = Future()
+        opts = self._opts
+
+        def load() -> None:
+            from engine import CheckpointError
+
+            try:
+                model = models.load(msgspec.structs.replace(opts, path=str(folder)))
+                filler.make_filler(model, None)("def f(", "):\n", 4, 4, True)  # warm-up, not on the engine's
+            except (CheckpointError, OSError) as e:
+                done.set_result(LoadFailed(str(e), kept_previous=True))
+                return
+            self._pool.submit(self._adopt, model, base, done).add_done_callback(_log_failure)
+
+        if opts is None or self.base != base:
+            done.set_result(LoadFailed("the model changed before the adapted one loaded", kept_previous=True))
+        else:
+            threading.Thread(target=load, name="unmask-adopt", daemon=True).start()
+        return done
 
     def complete(
         self, content: DocumentText, offset: int, options: Options, invoked: bool, cancel: threading.Event
@@ -178,15 +206,24 @@ class Worker:
             return LoadFailed(f"{opts.path or 'the embedded model'}: out of memory on {opts.device}", False)
         self._memory_for(False)
         self.model.memory = self._memory_here()  # what documents and workspace taught survives a reload
+        self.base, self._opts = self.model.info.folder or None, opts
         filler.make_filler(self.model, None)("def f(", "):\n", 4, 4, True)  # warm-up: first forwards are slow
         return Loaded(models.describe(self.model))
+
+    def _adopt(self, model, base: str, done: Future) -> None:
+        if self.base != base or self.model is None:
+            done.set_result(LoadFailed("the model changed before the adapted one loaded", kept_previous=True))
+            return
+        model.memory = self._memory_here()
+        self.model = model
+        done.set_result(Loaded(models.describe(model)))
 
     def _drop_model(self) -> None:
         from ..remote.remote import RemoteModel
 
         if isinstance(self.model, RemoteModel):
             self.model.close()
-        self.model = None
+        self.model = self.base = self._opts = None
 
     def _load_remote(self, opts: ModelOptions) -> Loaded:
         """A team server is loaded whether or not it answers now: a server that is down is asked again."""

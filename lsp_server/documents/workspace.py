@@ -2,7 +2,8 @@
 
 Only files of the served languages, not ignored by the project (git's own ignore rules when the folder is a
 git work tree; otherwise the usual virtual-environment, dependency and build folders are skipped), each at
-most MAX_FILE_BYTES, most recently modified first, until the byte budget is spent.
+most MAX_FILE_BYTES, most recently modified first, until the byte budget is spent; binary files (a NUL
+byte) are skipped.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def source_files(roots: Iterable[Path], extensions: set[str], budget: int) -> It
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
+            continue
+        if "\0" in text:  # binary data that happens to decode (a NUL is valid UTF-8)
             continue
         spent += size
         yield path, text
