@@ -39,7 +39,8 @@ def project(root: Path) -> Path:
 
 
 def request(root: Path, model: Path, out: Path, minutes: float = 0.01) -> job.Request:
-    return job.Request([str(root)], sorted(Options().source_extensions()), 2**20, str(model), str(out), minutes)
+    extensions = sorted(Options().source_extensions())
+    return job.Request([str(root)], extensions, 2**20, str(model), str(out), minutes)
 
 
 # ---- the files read ----
@@ -97,7 +98,8 @@ def test_the_job_writes_a_checkpoint_with_its_card_and_replaces_the_old_one(tiny
     assert set(card["fingerprint"]) == {"pkg/shapes.py", "util.py"}
     assert {"config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md"} <= {
         p.name for p in out.iterdir()}
-    found = cache.cached(out, cache.base_identity(tiny_checkpoint), {"pkg/shapes.py": SHAPES, "util.py": UTIL})
+    same = {"pkg/shapes.py": SHAPES, "util.py": UTIL}
+    found = cache.cached(out, cache.base_identity(tiny_checkpoint), same)
     assert found is not None and found.changed == 0 and found.fresh(0.2)
     assert cache.cached(out, "another base", {"util.py": UTIL}) is None
     edited = cache.cached(out, card["base"], {"pkg/shapes.py": SHAPES, "util.py": UTIL + "# more\n" * 40})
@@ -211,7 +213,8 @@ PY = "import os\n\ndef add(a, b):\n    return \n"
 
 async def complete_here(client, root: Path) -> object:
     uri = (root / "new.py").as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, PY)))
+    item = types.TextDocumentItem(uri, "python", 1, PY)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(item))
     return await client.text_document_inline_completion_async(
         types.InlineCompletionParams(INVOKED, types.TextDocumentIdentifier(uri), types.Position(3, 11)))
 
