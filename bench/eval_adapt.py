@@ -11,7 +11,8 @@ of engine/training/adapt.py (one thread) then writes the weights at each of --mi
 
 Each checkpoint (and the embedded model, minute 0) is measured:
 - always, in process: the network alone (memory off) through the server's completion step with every answer
-  shown, exact match of the cursor's line (quick; for tuning);
+  shown, exact match of the cursor's line, and the mean log-probability of the true rest of the line in
+  place (quick and smooth; for tuning);
 - with --server: through the real server as bench/eval_trust.py does it (one server process per project and
   kind, the project as its workspace with that batch's evaluated lines emptied on disk and in the buffer),
   network alone (`memory.enabled: false`) and fused (default options), exact overall at the server's
@@ -40,6 +41,13 @@ from lsp_server.options import parse  # noqa: E402
 
 RESULTS = eval_trust.RESULTS / "eval_adapt.jsonl"
 NETWORK_ALONE = {"memory": {"enabled": False}}
+
+
+def gold_logprob(model, cursors) -> float:
+    """Mean over cursors of the network's mean log-probability of the true rest of the line in place (all its
+    tokens masked at once): a smooth measure of what adaptation taught, where exact match moves in steps."""
+    scores = [model.score(c.text[: c.offset], c.text[c.offset :], [c.gold[c.col :]])[0] for c in cursors]
+    return sum(scores) / max(len(scores), 1)
 
 
 def network_alone(model, cursors, language: str) -> float:
@@ -96,6 +104,9 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--anchor", type=float, default=None)
     p.add_argument("--guard", choices=["anchor", "replay", "none"], default=None)
+    p.add_argument("--minute-tokens", type=int, default=0,
+                   help="count a minute as this many row tokens (what a quiet core trains in a minute), "
+                        "not wall-clock time: for runs beside other work")
     p.add_argument("--server", action="store_true", help="also through the real server, alone and fused")
     p.add_argument("--humaneval", type=int, default=0, metavar="N")
     p.add_argument("--tag", default="", help="a name for this run's rows")
@@ -112,7 +123,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     points = sorted(float(m) for m in args.minutes.split(","))
-    asked = (("lr", args.lr), ("anchor", args.anchor), ("guard", args.guard))
+    asked = (("lr", args.lr), ("anchor", args.anchor), ("guard", args.guard),
+             ("minute_tokens", args.minute_tokens or None))
     changes = {k: v for k, v in asked if v is not None}
     cfg = dataclasses.replace(AdaptConfig(minutes=points[-1], seed=args.seed), **changes)
     stamp = {"tag": args.tag, "set": args.set, "config": dataclasses.asdict(cfg),
@@ -138,7 +150,8 @@ def main() -> int:
                 for k in kinds:
                     row = {**stamp, "project": project.name, "language": project.language, "kind": k,
                            "minutes": m, "cursors": len(cursors[k]), "adaptation": trained,
-                           "alone_in_process": round(network_alone(model, cursors[k], project.language), 4)}
+                           "alone_in_process": round(network_alone(model, cursors[k], project.language), 4),
+                           "gold_logprob": round(gold_logprob(model, cursors[k]), 4)}
                     if args.server:
                         where = None if folder is None else str(folder)
                         row["alone"] = through_server(project, k, where, NETWORK_ALONE, args)

@@ -230,6 +230,9 @@ async def test_the_server_adapts_serves_the_result_and_reuses_it_next_start(tiny
         assert a["tokens"] > 0 and a["loss_before"] > 0 and a["loss_after"] > 0 and a["pid"] is None
         assert Path(a["folder"]).parent == tmp_path / "cache" / "unmask" / "adapted"
         assert (await complete_here(client, root)) is not None  # the adapted model answers
+        reports = [rs for rs in client.progress_reports.values()
+                   if rs and "adapting" in (getattr(rs[0], "message", None) or "")]
+        assert reports and reports[0][0].kind == "begin" and reports[0][-1].kind == "end"
     async with serving(tiny_checkpoint, "neovim", options, root.as_uri(), env) as client:
         again = (await wait_for(client, lambda s: s["adaptation"]["state"] in ("ready", "failed"), 60))
         assert again["adaptation"]["state"] == "ready" and again["adaptation"]["reused"], again["adaptation"]

@@ -42,6 +42,8 @@ class AdaptConfig:
     seed: int = 0
     grad_clip: float = 1.0
     guard: str = "anchor"  # "anchor" | "replay" | "none"
+    # > 0: a minute is this many row tokens instead of wall-clock time (reproducible runs on a busy machine)
+    minute_tokens: int = 0
     replay_every: int = 4  # with guard "replay": one step in this many trains on the base corpus
 
 
@@ -114,7 +116,7 @@ def adapt(model_dir: Path, texts: dict[str, str], out_dir: Path, cfg: AdaptConfi
     pending = sorted(checkpoints, key=lambda c: c[0])
     model.train()
     while True:
-        elapsed = (time.perf_counter() - t0) / 60
+        elapsed = seen / cfg.minute_tokens if cfg.minute_tokens > 0 else (time.perf_counter() - t0) / 60
         while pending and elapsed >= pending[0][0]:
             _snapshot(model, config, Path(pending.pop(0)[1]), model_dir)
         if elapsed >= cfg.minutes or seen >= cfg.max_tokens:
