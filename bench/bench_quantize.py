@@ -2,6 +2,7 @@
 peak memory while loading, on the embedded model and on a random slice of the Dream-7B shape. Not run in CI.
 
     python -m bench.bench_quantize --threads 1
+    python -m bench.bench_quantize --int4   # int4 (engine/int4.py) vs int8 vs bf16 vs fp32, under a minute
 
 Timings are interleaved (every arm once per round, the median of the rounds) in one process, so the ratios
 hold on a busy machine even where the absolute milliseconds do not.
@@ -25,10 +26,18 @@ import torch.nn.functional as F
 from torch import nn
 
 import engine
+from engine import int4, quantize
 from engine.config import ModelConfig
+from engine.int4 import chunked_matmul
 from engine.load import load_transformer, save_checkpoint
 from engine.model import Transformer
-from engine.quantize import chunked_linear, dequantized_linear, quantize_int8, quantize_tensor
+from engine.quantize import (
+    chunked_linear,
+    dequantized_linear,
+    quantize_int8,
+    quantize_model,
+    quantize_tensor,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "engine").glob("*.py")) + sorted((ROOT / "infill").glob("*.py"))
@@ -219,6 +228,83 @@ def compare(title: str, model: Transformer, arms: dict[str, Transformer], inputs
     table(f"{title}, weight bytes", sizes)
 
 
+@torch.inference_mode()
+def int4_kernels(rows: tuple[int, ...], repeats: int, k: int = 1024, n: int = 2816) -> list[dict]:
+    # one linear layer at a small shape: dense fp32 and bf16, int8 weights (Int8Linear, weights only), and
+    # int4 through torch's CPU kernel, by chunks converted for a dense bf16 matmul, and as the layer picks for
+    # fp32 inputs
+    torch.manual_seed(0)
+    linear = nn.Linear(k, n, bias=False)
+    nn.init.normal_(linear.weight, 0, 0.02)
+    holder = nn.Module()
+    holder.cfg, holder.layer = SLICE, copy.deepcopy(linear)
+    layer8 = quantize_model(copy.deepcopy(holder), "int8", activations=False).layer.to(torch.bfloat16)
+    layer4 = quantize_model(holder, "int4", device="cpu").layer
+    assert layer4.layout == "cpu", "torch's CPU int4 kernel is not available here"
+    w, wb = linear.weight.detach(), linear.weight.detach().bfloat16()
+    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu
+    ways = {
+        "fp32 dense": lambda xf, xb: F.linear(xf, w),
+        "bf16 dense": lambda xf, xb: F.linear(xb, wb),
+        "int8 (bf16 x)": lambda xf, xb: layer8(xb),
+        "int4 kernel (bf16 x)": lambda xf, xb: kernel(xb, layer4.weight, layer4.group, layer4.scale_offset),
+        "int4 by chunks (bf16 x)": lambda xf, xb: chunked_matmul(xb, layer4.weight, layer4.scale_offset,
+                                                                 layer4.group, "cpu"),
+        "int4 layer (fp32 x)": lambda xf, xb: layer4(xf),
+    }
+    xs = {m: (torch.randn(m, k), torch.randn(m, k).bfloat16()) for m in rows}
+    times = {(way, m): [] for way in ways for m in rows}
+    for fn in ways.values():
+        fn(*xs[rows[0]])  # warm up
+    for _ in range(repeats):
+        for m in rows:
+            for way, fn in ways.items():
+                t0 = time.perf_counter()
+                fn(*xs[m])
+                times[way, m].append((time.perf_counter() - t0) * 1000)
+    out = []
+    for m in rows:
+        base = statistics.median(times["bf16 dense", m])
+        out += [{"rows": m, "way": way, "ms": statistics.median(times[way, m]),
+                 "vs bf16": base / statistics.median(times[way, m])} for way in ways]
+    return out
+
+
+def int4_arms(model: Transformer, groups: tuple[int, ...]) -> dict[str, Transformer]:
+    # int4 at each group size (the head int8, engine/quantize.py HEADS), in fp32; the head kept wide, int4
+    arms = {}
+    for group in groups:
+        int4.GROUP_SIZE = group
+        arms[f"int4 g{group}"] = quantize_model(copy.deepcopy(model), "int4", device="cpu")
+    int4.GROUP_SIZE = groups[-1]
+    head = quantize_model(copy.deepcopy(model), "int4", device="cpu")
+    head.head = model.head
+    arms[f"int4 g{groups[-1]}, head kept fp32"] = head
+    heads, quantize.HEADS = quantize.HEADS, ()
+    arms[f"int4 g{groups[-1]}, head int4 too"] = quantize_model(copy.deepcopy(model), "int4", device="cpu")
+    quantize.HEADS = heads
+    return arms
+
+
+def int4_section(args: argparse.Namespace) -> None:
+    default = int4.GROUP_SIZE
+    table("one 1024 -> 2816 linear layer, ms (median; ratio > 1: faster than bf16 dense)",
+          int4_kernels((1, 8, 16, 32, 64, 128), args.repeats))
+    lm = engine.load_model()
+    inputs = real_inputs(lm, args.inputs, 256, 32)
+    table(f"embedded model ({len(inputs)} source files x 256 tokens, 32 masked), int4 drift against fp32",
+          drift(lm.model, int4_arms(lm.model, (32, 64, 128)), inputs))
+    int4.GROUP_SIZE = default
+    bf16 = copy.deepcopy(lm.model).to(torch.bfloat16)
+    arms = {"fp32": lm.model, "bf16": bf16,
+            "int8 bf16": quantize_model(copy.deepcopy(bf16), "int8", activations=False),
+            "int4 bf16": quantize_model(copy.deepcopy(bf16), "int4", device="cpu"),
+            "int4 fp32": quantize_model(copy.deepcopy(lm.model), "int4", device="cpu")}
+    table(f"embedded model, ms per forward, int4 group {default}",
+          speed(arms, (1, 8, 16, 256), lm.config.vocab_size, args.repeats))
+    table("embedded model, weight bytes", [{"arm": k, "MB": state_bytes(v) / 1e6} for k, v in arms.items()])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
@@ -226,6 +312,7 @@ def main() -> None:
     p.add_argument("--inputs", type=int, default=8, help="source files (embedded model), rows (slice)")
     p.add_argument("--skip-peak", action="store_true", help="leave out the peak-memory loads")
     p.add_argument("--peak-child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--int4", action="store_true", help="only the int4 comparison (under a minute)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.peak_child:
@@ -233,6 +320,8 @@ def main() -> None:
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU flags: {' '.join(isa)}")
+    if args.int4:
+        return int4_section(args)
 
     lm = engine.load_model()
     arms = arms_of(lm.model)

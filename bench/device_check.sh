@@ -7,8 +7,10 @@
 #      per forward, cache on and off) against autoregressive decoding with a KV cache
 #   2a. bench/bench_batch.py: the engine's batching (engine/batch.py) with the embedded model, 1 and 16
 #      concurrent submitters, max_batch 16 against 1 (STEPS name: batch)
-#   2b. bench/bench_gemma.py: DiffusionGemma at the 26B-A4B shape, random bf16 weights: tokens/s per
-#      256-token canvas at 16, 32 and 48 steps, next to the published figures (STEPS name: gemma)
+#   2b. bench/bench_gemma.py: DiffusionGemma at the 26B-A4B shape, random weights in bf16, then packed as int4
+#      (engine/quantize.py): tokens/s per 256-token canvas at 16, 32 and 48 steps after a 4,096-token prompt,
+#      the weights held and the runs' peak memory beside `unmask fit`'s figures (Google: under 18 GB with
+#      4-bit weights), next to the published speeds (STEPS name: gemma)
 #   3. engine/training/device_run.sh with the time left (the embedded model, continued; it comes back in
 #      model.tar.gz only if it validates better than the shipped one)
 # Each step runs under `timeout`, so a failing or hanging step leaves the others their time; STEPS picks some
@@ -92,14 +94,16 @@ if [[ $STEPS == *" batch "* ]]; then
   grep -E '^\| (1|16) \||^16 clients' "$LOG" >>"$SUMMARY"
 fi
 
-# --- 2b. DiffusionGemma at the 26B-A4B shape (a scaled-down shape on CPU)
+# --- 2b. DiffusionGemma at the 26B-A4B shape, bf16 then int4 (a scaled-down shape on CPU); bf16 first, so that
+# an int4 failure leaves its figures
 if [ "$DEVICE" = cpu ]; then
-  GEMMA=(--shape small --device cpu --dtype float32 --context 128 --canvas 64 --repeats 1 --threads "$THREADS")
+  GEMMA=(--shape small --device cpu --dtype float32 --context 128 --canvas 64 --steps 4 8 --no-generate
+    --repeats 1 --threads "$THREADS")
 else
-  GEMMA=(--shape 26b-a4b --device "$DEVICE" --repeats 2)
+  GEMMA=(--shape 26b-a4b --device "$DEVICE" --context 4096 --repeats 2)
 fi
 if [[ $STEPS == *" gemma "* ]]; then
-  step gemma 180 "$PY" -m bench.bench_gemma "${GEMMA[@]}" --out "$OUT/bench_gemma.json"
+  step gemma 300 "$PY" -m bench.bench_gemma "${GEMMA[@]}" --quantize none int4 --out "$OUT/bench_gemma.json"
   grep -E '^(diffusion-gemma|published)' "$LOG" >>"$SUMMARY"
   sed -n '/^| loop/,/^$/p' "$LOG" | grep '^|' >>"$SUMMARY"
 fi

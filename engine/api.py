@@ -70,7 +70,7 @@ class ModelInfo:
     family: str
     device: str  # "cpu", "cuda:0", "mps"
     dtype: str  # "float32", "bfloat16"
-    quantize: str  # "none", "int8"
+    quantize: str  # "none", "int8", "int4"
     max_positions: int
     folder: str = ""  # the checkpoint's folder on this machine ("" for a model served elsewhere)
 

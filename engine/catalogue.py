@@ -4,6 +4,8 @@ Ids, shapes and settings come from ../shared/reference/dllm-checkpoints-and-samp
 and READMEs it cites. None has been loaded from a real download here (`checked=False`): the shapes are
 second-hand, and a checkpoint's own config.json and tokenizer decide its shape, mask id and shift when it
 loads. Choosing one by its Hub id makes its `sampler` the defaults under the user's own sampler options.
+DiffusionGemma's shape and settings come from ../shared/reference/diffusion-gemma.md (its converter's config).
+The memory figures are engine/fit.py's, as `unmask fit` prints them.
 """
 
 from __future__ import annotations
@@ -31,16 +33,51 @@ class Recommended:
 
 
 @dataclass(frozen=True)
+class FromCheckpoint:
+    """A sampler the checkpoint ships (DiffusionGemma's generation_config.json, engine/gemma/sampling.py):
+    nothing is recommended over it, and only a user's `steps` carries over."""
+
+    note: str  # what the checkpoint ships, for the listing
+
+    def settings(self) -> dict:
+        return {}
+
+
+# how a checkpoint's weights are stored, and the ones engine.load_model reads today (compressed-tensors and
+# GGUF readers are being written, issue 24); an entry in another format is listed as not loading yet
+SAFETENSORS = "safetensors"
+LOADS = (SAFETENSORS,)
+MEMORY = ("none", "int8", "int4")  # the --quantize settings the listing shows memory for, in bf16
+
+
+@dataclass(frozen=True)
 class Entry:
     id: str
-    family: str  # engine/families.py
-    shape: ModelConfig  # second-hand: see `source`
+    family: str  # engine/families.py, or engine/gemma's "diffusion-gemma"
+    # second-hand (see `source`): a ModelConfig, or DiffusionGemma's config.json, parsed by `shape` on use
+    # (engine.gemma imports torch, and find() must not)
+    config: ModelConfig | dict
     context: int | None  # tokens (prompt + output) the authors document; None: not documented
-    mask_id: int | None  # None: the tokenizer's mask token
+    mask_id: int | None  # None: the tokenizer's mask token (DiffusionGemma has none: its canvas is noise)
     eos: str  # how an answer ends
-    sampler: Recommended
+    sampler: Recommended | FromCheckpoint
     source: str
     checked: bool = False  # loaded from a real download and compared with its config.json
+    format: str = SAFETENSORS  # e.g. "gguf Q4_K_M", "compressed-tensors FP8-dynamic"
+    quantize: str | None = None  # the packed weights a quantized format loads as (engine/fit.py FORMATS)
+
+    @property
+    def shape(self):
+        """The network's shape: engine.config.ModelConfig or engine.gemma.config.GemmaConfig."""
+        if isinstance(self.config, ModelConfig):
+            return self.config
+        from engine.gemma.config import GemmaConfig
+
+        return GemmaConfig.from_hf(self.config)
+
+    @property
+    def loads(self) -> bool:
+        return self.format in LOADS
 
     @property
     def parameters(self) -> int:
@@ -68,6 +105,21 @@ DIFFUCODER_EOS = "ends at <|endoftext|> (151643) or <|dlm_pad|> (151667, second-
 DIFFUCODER = "reference 3.1; apple/ml-diffucoder README (Base T 0.2, Instruct T 0.4)"
 LLADA_EOS = "ends at EOS (126081) or EoT (126348)"
 LLADA = "reference 1.2, 3.2; ML-GSAI/LLaDA generate.py, README"
+# google/diffusiongemma-26B-A4B-it as its converter writes it (reference 1): text only, the vision tower is
+# neither loaded nor counted; five sliding layers (8 KV heads of 256) to one full (2 KV heads of 512, K = V)
+DIFFUSION_GEMMA_26B = {
+    "model_type": "diffusion_gemma",
+    "canvas_length": 256,
+    "text_config": {
+        "vocab_size": 262144, "hidden_size": 2816, "intermediate_size": 2112, "num_hidden_layers": 30,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "global_head_dim": 512,
+        "num_global_key_value_heads": 2, "sliding_window": 1024, "num_experts": 128, "top_k_experts": 8,
+        "moe_intermediate_size": 704, "max_position_embeddings": 262144,
+        "use_bidirectional_attention": "vision",
+    },
+}
+GEMMA = "reference diffusion-gemma.md 1, 3; transformers diffusion_gemma converter and generation config"
+GEMMA_SAMPLING = FromCheckpoint("checkpoint's: entropy bound 0.1, 48 steps, T 0.8 to 0.4, stable stop")
 ENTROPY_02 = Recommended("entropy", 0.2, 0.95)
 ENTROPY_04 = Recommended("entropy", 0.4, 0.95)
 LOW_CONFIDENCE = Recommended("confidence", 0.0, gumbel=True)
@@ -98,6 +150,10 @@ CATALOGUE = (
     Entry("fredzzp/open-dcoder-0.5B", "open-dcoder", OPEN_DCODER, None, None,
           "ends at the tokenizer's EOS; the authors' P2 remasking (alg_temp 0.5) is not implemented here",
           Recommended("confidence", 0.0), "reference 2; pengzhangzhi/Open-dLLM eval_infill.py"),
+    # its quantized versions (RedHatAI FP8-dynamic and NVFP4, cyankiwi AWQ-INT4, unsloth GGUF) are left out
+    # until the reference names their Hub ids
+    Entry("google/diffusiongemma-26B-A4B-it", "diffusion-gemma", DIFFUSION_GEMMA_26B, 262144, None,
+          "ends at EOS (1) or 106; its generation_config.json adds 50; pad 0", GEMMA_SAMPLING, GEMMA),
 )
 
 
@@ -110,31 +166,46 @@ def find(spec: str | Path | None) -> Entry | None:
 
 
 def lines() -> list[str]:
-    """One line per entry: id, family, parameters, memory in bf16 and int8, context, sampler, EOS."""
-    head = ("id", "family", "params", "bf16", "int8", "context", "mask", "logits", "sampler", "checked")
-    head += ("EOS",)
+    """One line per entry: id, family, parameters, format, memory with each --quantize (bf16), whether it
+    loads, context, mask, logits, sampler, EOS."""
+    head = ("id", "family", "params", "format", *("bf16" if q == "none" else q for q in MEMORY), "loads",
+            "context", "mask", "logits", "sampler", "checked", "EOS")
     rows = [head] + [_row(e) for e in CATALOGUE]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]) for r in rows]
 
 
-def _row(e: Entry) -> tuple[str, ...]:
+def memory(e: Entry, quantize: str) -> str:
+    """What `unmask fit` totals for the entry in bf16 with --quantize `quantize`; "-" for a setting its
+    format does not load as."""
     import torch
 
     from engine.fit import GB, need
 
+    q = None if quantize == "none" else quantize
+    if e.quantize is not None and q != e.quantize:
+        return "-"
+    return f"{need(e.shape, torch.bfloat16, q, working=True).total / GB:.1f} GB"
+
+
+def _row(e: Entry) -> tuple[str, ...]:
     s = e.sampler
-    sampler = f"{s.confidence} T={s.temperature:g} top-p={s.top_p:g}" + (" gumbel" if s.gumbel else "")
-    sampler += f" blocks={s.block_size}" if s.block_size else ""
+    if isinstance(s, FromCheckpoint):
+        sampler = s.note
+    else:
+        sampler = f"{s.confidence} T={s.temperature:g} top-p={s.top_p:g}" + (" gumbel" if s.gumbel else "")
+        sampler += f" blocks={s.block_size}" if s.block_size else ""
+    masked = isinstance(e.config, ModelConfig)
     return (
         e.id,
         e.family,
         f"{e.parameters / 1e9:.2f}B",
-        f"{need(e.shape, torch.bfloat16).total / GB:.1f} GB",
-        f"{need(e.shape, torch.bfloat16, 'int8').total / GB:.1f} GB",
+        e.format,
+        *(memory(e, q) for q in MEMORY),
+        "yes" if e.loads else "not yet",
         str(e.context or "?"),
-        str(e.mask_id or "tokenizer's"),
-        "shifted" if e.shape.shift else "unshifted",
+        str(e.mask_id or "tokenizer's") if masked else "none",
+        ("shifted" if e.shape.shift else "unshifted") if masked else "block",
         sampler,
         "checked" if e.checked else "not checked",
         e.eos,

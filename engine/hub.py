@@ -78,6 +78,21 @@ def resolve(spec: str | Path, progress: Progress | None = None) -> Path:
     return Path(folder)
 
 
+def config_file(spec: str) -> Path:
+    """A Hub model's config.json alone (`unmask fit`): from the cache, else fetched by itself (a few KB,
+    no weights); the same one-line errors as resolve."""
+    parsed = parse_id(spec)
+    assert parsed is not None, f"{spec!r} is not a Hub id"
+    import huggingface_hub
+
+    repo, revision = parsed
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, "config.json", revision=revision,
+                                                    local_files_only=offline()))
+    except Exception as e:  # as in resolve: each client error becomes one line
+        raise HubError(explain(spec, revision, e)) from None
+
+
 def explain(spec: str, revision: str | None, e: Exception) -> str:
     from huggingface_hub import constants, errors
 

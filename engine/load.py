@@ -14,12 +14,13 @@ from engine.errors import CheckpointError
 from engine.families import Family, family_for, qwen2_weights
 from engine.model import Transformer
 from engine.quantize import (
-    Int8Linear,
     auto_quantize,
     int8_activations,
-    int8_state,
+    packed_modules,
+    packed_state,
     parse_quantize,
-    quantize_int8,
+    quantize_model,
+    source_shapes,
 )
 
 DTYPES = {
@@ -130,21 +131,20 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
     mapping = family.weights(model.cfg)
     wanted = {n for v in mapping.values() for n in ((v,) if isinstance(v, str) else v)}
     _check_names(files, wanted, family, folder)
-    params = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers())
-    int8 = {n + ".weight" for n, m in model.named_modules() if isinstance(m, Int8Linear)}
+    shapes, packed = source_shapes(model), packed_modules(model)  # full-precision names, as the files hold
     state, handles = {}, {}
     for ours, theirs in mapping.items():
         names = (theirs,) if isinstance(theirs, str) else theirs
         parts = [read_tensor(files[n], n, handles) for n in names]
         tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        if tensor.shape != params[ours].shape:
-            shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in zip(names, parts))
+        if tensor.shape != shapes[ours]:
+            found = ", ".join(f"{n} {tuple(p.shape)}" for n, p in zip(names, parts))
             raise CheckpointError(
-                f"{files[names[0]].name}: tensor {shapes} does not fit "
-                f"{ours} {tuple(params[ours].shape)} from config.json"
+                f"{files[names[0]].name}: tensor {found} does not fit "
+                f"{ours} {tuple(shapes[ours])} from config.json"
             )
-        if ours in int8:  # quantized as read, so no full-precision copy of the model is ever held
-            state.update(int8_state(ours, tensor, device, dtype))
+        if ours in packed:  # quantized as read, so no full-precision copy of the model is ever held
+            state.update(packed_state(packed[ours], tensor.to(device), dtype))
         else:
             state[ours] = tensor.to(device=device, dtype=dtype)
     if model.cfg.tie_word_embeddings:
@@ -169,8 +169,8 @@ def load_transformer(
     weights = sum(p.numel() for p in model.parameters())
     if quantize == "auto":
         quantize = auto_quantize(str(device), parse_dtype(dtype, device), weights)
-    if quantize == "int8":
-        quantize_int8(model, activations=int8_activations(weights))
+    if quantize is not None:
+        quantize_model(model, quantize, int8_activations(weights), device)
     load_weights(model, folder, family, device, parse_dtype(dtype, device))
     return model.eval(), family, config
 

@@ -42,8 +42,9 @@ def load_model(
     """Load a checkpoint folder, a Hugging Face id `org/name[@revision]` (downloaded into the Hub's cache
     first; engine/hub.py), or the embedded default model when path is None. Refuses, before loading, a model
     that cannot fit on the device (engine/fit.py).
-    quantize: None (or "none"), "int8" for int8 linear-layer weights, or "auto": int8 on a CPU without
-    native bf16 for models up to a billion weights, else none (engine/quantize.py)."""
+    quantize: None (or "none"), "int8" for int8 linear-layer (and expert) weights, "int4" for group-wise
+    int4 ones (engine/int4.py), or "auto": int8 on a CPU without native bf16 for models up to a billion
+    weights, else none (engine/quantize.py)."""
     quantize = parse_quantize(quantize)
     check_device(device)
     folder = hub.resolve(path, progress) if path is not None else DEFAULT_MODEL

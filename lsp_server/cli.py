@@ -87,6 +87,23 @@ def parser() -> argparse.ArgumentParser:
     fill.set_defaults(run=cmd_fill)
     listing = sub.add_parser("models", help="list the public checkpoints known to work, with their settings")
     listing.set_defaults(run=cmd_models)
+    fitting = sub.add_parser(
+        "fit", help="the memory a model needs, from its config.json alone, and whether it fits",
+        description="Weights, KV cache and working memory in bytes for MODEL (a checkpoint folder, where "
+        "config.json alone is enough; a Hugging Face id, whose config.json alone is fetched; or a catalogue "
+        "id), and whether they fit the device. Exit status 1 when they do not fit.")
+    fitting.add_argument("model", help="checkpoint folder, Hugging Face id org/name[@revision], catalogue id")
+    fitting.add_argument("--quantize", default="none", choices=("none", "int8", "int4"),
+                         help="the weights packed as int8 or group-wise int4, as --quantize loads them")
+    fitting.add_argument("--context", type=positive, help="prompt tokens before the canvas (default: the "
+                         "loader's 2,048 positions, canvas included)")
+    fitting.add_argument("--device", help="cpu, cuda, cuda:N or mps (its free memory now), or a capacity "
+                         "such as 24GB or 24GiB (default: cuda if present, else cpu)")
+    fitting.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                         help="the compute dtype: the weights left wide, int8's scales (default bfloat16)")
+    fitting.add_argument("--json", action="store_true",
+                         help="print {weights_bytes, cache_bytes, total_bytes, fits}")
+    fitting.set_defaults(run=cmd_fit)
     team = sub.add_parser("team-server", help="serve completions to a team over HTTP (Ray Serve: pip install "
                           "'unmask[team]')", description=TEAM_HELP)
     team.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -131,7 +148,7 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 where the hardware runs it natively (AMX, AVX512-BF16, CUDA)")
-    p.add_argument("--quantize", default="auto", choices=("auto", "none", "int8"),
+    p.add_argument("--quantize", default="auto", choices=("auto", "none", "int8", "int4"),
                    help="int8: linear-layer weights in int8, about half of bf16's memory; auto: int8 on a "
                         "CPU without native bf16 (forwards 1.4-1.5x faster there), for models up to 1B "
                         "weights")
@@ -223,6 +240,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     print("\n".join(lines()))
     return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from engine import CheckpointError, DeviceUnavailable
+    from engine.plan import plan
+
+    quantize = None if args.quantize == "none" else args.quantize
+    try:
+        p = plan(args.model, quantize, args.context, args.device, args.dtype)
+    except (CheckpointError, DeviceUnavailable) as e:
+        raise SystemExit(f"unmask: {e}") from None
+    print(json.dumps(p.json()) if args.json else "\n".join(p.lines()))
+    return 1 if p.fits is False else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

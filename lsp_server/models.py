@@ -41,9 +41,9 @@ class ModelOptions(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     device: Annotated[str, Meta(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native
     threads: Annotated[int, Meta(ge=0)] = 0  # torch CPU threads; 0 = half the CPUs, at most 4
-    # int8: linear layers in int8; auto: int8 on a CPU without native bf16, for small models
-    # (engine/quantize.py)
-    quantize: Literal["none", "int8", "auto"] = "auto"
+    # int8: linear layers (and experts) in int8; int4: in group-wise int4 (engine/int4.py); auto: int8 on a
+    # CPU without native bf16, for small models (engine/quantize.py)
+    quantize: Literal["none", "int8", "int4", "auto"] = "auto"
     # a team server's URL: completions are denoised there (POST {remote}/v1/infill), the rest stays here;
     # the options above are then the team server's business
     remote: Annotated[str, Meta(pattern=REMOTE_URL)] | None = None

@@ -22,7 +22,7 @@ class ModelState:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
-    quantize: str | None = None  # "none" | "int8"
+    quantize: str | None = None  # "none" | "int8" | "int4"
     threads: int | None = None  # torch CPU threads
     # "loading" | "ready" | "failed", or with a team server "unreachable" | "refused" (requests still go out)
     state: str = "loading"

@@ -1,31 +1,56 @@
+import json
+from pathlib import Path
+
 import pytest
 
-from engine import SamplerConfig, hub
-from engine.catalogue import CATALOGUE, find, lines
+from engine import SamplerConfig, catalogue, hub
+from engine.catalogue import CATALOGUE, Entry, find, lines
+from engine.config import ModelConfig
 from engine.families import FAMILIES
+from engine.gemma.config import GemmaConfig
+from lsp_server.cli import main
 from lsp_server.models import sampler_config
 from lsp_server.options import SAMPLER_DEFAULTS, SamplerOptions
 from tests.test_hub import write_hub_cache
 
-# published sizes (the model cards' "7B", "8B", "0.5B" rounded from these), against our parameter counts
-BILLIONS = {"dream": 7.62, "llada": 8.02, "open-dcoder": 0.49}
+# published sizes (the model cards' "7B", "8B", "0.5B" rounded from these; DiffusionGemma's text weights:
+# the reference's 25.2B, docs/engine.md's 25.3B), against our parameter counts
+BILLIONS = {"dream": 7.62, "llada": 8.02, "open-dcoder": 0.49, "diffusion-gemma": 25.25}
+MASKED = [e for e in CATALOGUE if isinstance(e.config, ModelConfig)]
+GEMMA_ID = "google/diffusiongemma-26B-A4B-it"
+GEMMA_CONFIG = Path(__file__).parent / "data" / "fit" / "diffusiongemma-26B-A4B-it" / "config.json"
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=lambda e: e.id)
-def test_entries_are_loadable_families_with_valid_settings(entry):
+def test_entries_have_valid_ids_sizes_and_settings(entry):
     assert hub.parse_id(entry.id) == (entry.id, None)
-    assert entry.family in FAMILIES and entry.shape.family == entry.family
-    assert entry.shape.shift == (entry.family != "llada")
     assert round(entry.parameters / 1e9, 2) == BILLIONS[entry.family]
     SamplerConfig(**{**SAMPLER_DEFAULTS, **entry.sampler.settings()})  # raises on an invalid setting
     assert not entry.checked  # nothing has been downloaded on this machine: say so
+    assert entry.loads and entry.format == "safetensors" and entry.quantize is None
+
+
+@pytest.mark.parametrize("entry", MASKED, ids=lambda e: e.id)
+def test_masked_entries_are_loadable_families(entry):
+    assert entry.family in FAMILIES and entry.shape.family == entry.family
+    assert entry.shape.shift == (entry.family != "llada")
+
+
+def test_diffusion_gemma_is_the_reference_shape_with_the_checkpoints_sampler():
+    gemma = find(GEMMA_ID)
+    assert gemma is not None and gemma.family == "diffusion-gemma" and gemma.mask_id is None
+    # the catalogue's second-hand shape is the reference's config.json (tests/data), vision tower aside
+    assert gemma.shape == GemmaConfig.from_hf(json.loads(GEMMA_CONFIG.read_text()))
+    assert gemma.sampler.settings() == {}  # its generation_config.json decides; a user's steps carry over
+    assert sampler_config(SamplerOptions(), GEMMA_ID, masked=False) == SamplerConfig(steps=None)
+    assert sampler_config(SamplerOptions(steps=16), GEMMA_ID, masked=False).steps == 16
 
 
 def test_ids_are_unique_and_cover_the_reference():
     ids = [e.id for e in CATALOGUE]
     assert len(set(ids)) == len(ids)
     for name in ("Dream-Coder-v0-Instruct-7B", "DiffuCoder-7B-Instruct", "DreamOn-v0-7B", "LLaDA-8B-Instruct",
-                 "open-dcoder-0.5B"):
+                 "open-dcoder-0.5B", "diffusiongemma-26B-A4B-it"):
         assert any(i.endswith("/" + name) for i in ids)
 
 
@@ -39,12 +64,36 @@ def test_find_by_id_revision_or_cache_folder(tmp_path, tiny_checkpoint):
 
 def test_lines_one_per_entry():
     header, *rows = lines()
-    assert header.split()[:5] == ["id", "family", "params", "bf16", "int8"]
+    head = ["id", "family", "params", "format", "bf16", "int8", "int4", "loads", "context"]
+    assert header.split()[:9] == head
     assert len(rows) == len(CATALOGUE)
     dream = next(r for r in rows if r.startswith("Dream-org/Dream-Coder-v0-Instruct-7B "))
-    assert dream.split()[1:7] == ["dream", "7.62B", "15.3", "GB", "8.3", "GB"]
+    # bf16: weights 2 x 7.616B = 15.23 GB, KV cache 2 x 28 layers x 4 x 128 x 2048 positions x 2 = 0.12 GB,
+    # working: 7 fp32 copies of a 128 x 152,064 canvas's logits = 0.55 GB. int4: the untied head stays int8
+    memory = ["15.9", "GB", "8.8", "GB", "5.8", "GB"]
+    assert dream.split()[1:12] == ["dream", "7.62B", "safetensors", *memory, "yes", "2048"]
     assert "151666" in dream and "shifted" in dream and "entropy T=0.1 top-p=0.95" in dream
     assert all("not checked" in r for r in rows)
+
+
+def test_models_shows_the_memory_each_needs(capsys):
+    assert main(["models"]) == 0
+    gemma = next(r for r in capsys.readouterr().out.splitlines() if r.startswith(GEMMA_ID + " "))
+    # 50.50 GB of bf16 weights, 0.25 GB of cache at 2,048 positions, 1.88 GB of logits (7 fp32 copies of
+    # 256 x 262,144); int4: 14.76 GB of weights (tests/test_fit.py counts them by hand)
+    memory = ["52.6", "GB", "28.2", "GB", "16.9", "GB"]
+    assert gemma.split()[1:11] == ["diffusion-gemma", "25.25B", "safetensors", *memory, "yes"]
+    assert "none" in gemma.split() and "block" in gemma.split() and "entropy bound 0.1, 48 steps" in gemma
+
+
+def test_a_format_the_engine_cannot_load_yet_says_so(monkeypatch):
+    gguf = Entry("org/diffusiongemma-GGUF", "diffusion-gemma", catalogue.DIFFUSION_GEMMA_26B, None, None, "",
+                 catalogue.GEMMA_SAMPLING, "a test", format="gguf Q4_K_M", quantize="int4")
+    assert not gguf.loads
+    monkeypatch.setattr(catalogue, "CATALOGUE", (gguf,))
+    row = lines()[1].split()
+    # only the packed weights it loads as have a figure: the same as the bf16 checkpoint with --quantize int4
+    assert row[3:10] == ["gguf", "Q4_K_M", "-", "-", "16.9", "GB", "not"] and row[10] == "yet"
 
 
 def test_precedence_user_then_catalogue_then_builtin(tmp_path, tiny_checkpoint):

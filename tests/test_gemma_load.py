@@ -103,9 +103,9 @@ def test_older_configs_name_the_full_layers_shape_globally():
         (True, 2, 8, 4), (False, 1, 32, 4)]
 
 
-def test_int8_is_refused_and_fit_is_checked(gemma_checkpoint, monkeypatch):
-    with pytest.raises(ValueError, match="quantize 'int8' is not supported for diffusion-gemma"):
-        engine.load_model(gemma_checkpoint[0], quantize="int8")
+def test_fit_is_checked_with_the_quantized_bytes(gemma_checkpoint, monkeypatch):
     monkeypatch.setattr("engine.gemma.load.available_bytes", lambda device: 1000)
     with pytest.raises(DoesNotFit, match=r"^model '.*' needs 0.0 GB on cpu in float32 \(weights 0.0 GB"):
         engine.load_model(gemma_checkpoint[0])
+    with pytest.raises(DoesNotFit, match=r"^model '.*' needs 0.0 GB on cpu in int4 with float32 "):
+        engine.load_model(gemma_checkpoint[0], quantize="int4")

@@ -185,9 +185,9 @@ def test_load_model_auto_follows_the_dtype():
     assert not any(isinstance(m, Int8Linear) for m in bf16.modules())
 
 
-@pytest.mark.parametrize("bad", ["int4", "INT8", ""])
+@pytest.mark.parametrize("bad", ["int2", "INT8", ""])
 def test_unknown_quantize_is_one_line(bad):
-    with pytest.raises(ValueError, match=r"^quantize .* is not one of none, int8, auto$"):
+    with pytest.raises(ValueError, match=r"^quantize .* is not one of none, int8, int4, auto$"):
         engine.load_model(quantize=bad)
 
 
@@ -204,12 +204,12 @@ def test_cli_and_server_options_reach_the_status():
     options = cli.options_from(args)
     assert options.model.quantize == "int8"
     assert models.describe(models.load(options.model))["quantize"] == "int8"
-    fallback, messages = parse({"model": {"quantize": "int4"}}, Options())
+    fallback, messages = parse({"model": {"quantize": "int2"}}, Options())
     assert fallback.model.quantize == "auto" and "model.quantize" in messages[0]  # the default
     plain = cli.parser().parse_args(["complete", "f.py", "--line", "1", "--col", "1"])
     assert cli.options_from(plain).model.quantize == "auto"
     with pytest.raises(SystemExit):
-        cli.parser().parse_args(["complete", "f.py", "--line", "1", "--col", "1", "--quantize", "int4"])
+        cli.parser().parse_args(["complete", "f.py", "--line", "1", "--col", "1", "--quantize", "int2"])
 
 
 @pytest.mark.skipif(not quantize.FBGEMM, reason="fbgemm (x86) quantizes fp32 activations")

@@ -33,6 +33,7 @@ from engine.heal import heal, unheal
 from engine.lm import cut_context
 from engine.memory import RepositoryMemory
 from engine.params import InfillParams, SamplerConfig
+from engine.quantize import quantization
 
 FAMILY = "diffusion-gemma"
 # no context cache to approximate (the prompt cache is exact), no memory prior, one request at a time; a
@@ -57,6 +58,7 @@ class DiffusionGemmaLM:
         # the contract's: a server feeds it as it feeds every model, but no request may ask to mix it in
         self.memory = RepositoryMemory()
         self._prompt: tuple[Tensor, PromptCache] | None = None  # the last canvas_logits prompt and its cache
+        self._quantize = quantization(model) or "none"  # fixed at load; `info` is read on every completion
 
     @property
     def dtype(self) -> torch.dtype:
@@ -73,8 +75,8 @@ class DiffusionGemmaLM:
 
     @property
     def info(self) -> ModelInfo:
-        return ModelInfo(self.name, FAMILY, str(self.device), str(self.dtype).removeprefix("torch."), "none",
-                         self.max_positions, str(self.path))
+        return ModelInfo(self.name, FAMILY, str(self.device), str(self.dtype).removeprefix("torch."),
+                         self._quantize, self.max_positions, str(self.path))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -216,9 +218,8 @@ class DiffusionGemmaLM:
 
 def load_gemma(folder: Path, config: dict, device: str, dtype: torch.dtype, quantize: str | None,
                name: str = "") -> DiffusionGemmaLM:
-    if quantize is not None:
-        raise ValueError(f"quantize {quantize!r} is not supported for diffusion-gemma checkpoints yet")
-    model = load_network(folder, config, device, dtype, name)
+    """quantize: None, "int8" or "int4" (engine/quantize.py)."""
+    model = load_network(folder, config, device, dtype, name, quantize)
     tokenizer = GemmaTokenizer(folder, config, ())
     lm = DiffusionGemmaLM(model, tokenizer, folder, Sampling.from_checkpoint(folder))
     lm.name = name or str(folder)

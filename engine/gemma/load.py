@@ -2,7 +2,8 @@
 
 The saved file holds the decoder's weights (`model.decoder.*`, which the encoder shares) and the encoder's own
 `layer_scalar` buffers; the vision tower and its projection are skipped. The model is built on the meta
-device and the weights are memory-mapped from safetensors.
+device and the weights are memory-mapped from safetensors; with quantize ("int8", "int4") each linear weight
+and expert stack is quantized as it is read (engine/quantize.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from engine.fit import GB, available_bytes
 from engine.gemma.config import GemmaConfig
 from engine.gemma.model import DiffusionGemma
 from engine.load import read_tensor, weight_files
+from engine.quantize import (
+    int8_activations,
+    packed_modules,
+    packed_state,
+    quantize_model,
+    source_shapes,
+)
 
 DECODER, ENCODER = "model.decoder.", "model.encoder.language_model."
 SKIPPED = ("model.encoder.vision_tower.", "model.encoder.embed_vision.")
@@ -42,17 +50,27 @@ def parameter_count(cfg: GemmaConfig) -> int:
     return sum(t.numel() for t in model.state_dict().values())
 
 
-def check_fit(cfg: GemmaConfig, device: str, dtype: torch.dtype, name: str, positions: int = 2048) -> None:
+def held_bytes(model: DiffusionGemma, dtype: torch.dtype) -> int:
+    """Bytes the model's tensors take once loaded, counted on its meta-device build: packed weights as their
+    modules hold them, every float tensor in dtype."""
+    tensors = list(model.state_dict().values())
+    return sum(t.numel() * (dtype.itemsize if t.is_floating_point() else t.element_size()) for t in tensors)
+
+
+def check_fit(model: DiffusionGemma, device: str, dtype: torch.dtype, name: str, positions: int = 2048,
+              quantize: str | None = None) -> None:
     """DoesNotFit, with the numbers, when the weights and a prompt's cache cannot fit on the device."""
-    weights = parameter_count(cfg) * dtype.itemsize
+    cfg = model.cfg
+    weights = held_bytes(model, dtype)
     kv = sum(2 * s.kv_heads * s.head_dim * (min(positions, cfg.sliding_window) if s.sliding else positions)
              for s in cfg.layers) * dtype.itemsize
     free = available_bytes(str(device))
     if free is None or weights + kv <= free:
         return
+    form = str(dtype).removeprefix("torch.")
     raise DoesNotFit(
         f"model {name!r} needs {(weights + kv) / GB:.1f} GB on {device} in "
-        f"{str(dtype).removeprefix('torch.')} "
+        f"{form if quantize is None else f'{quantize} with {form}'} "
         f"(weights {weights / GB:.1f} GB, KV cache {kv / GB:.2f} GB for {positions} positions) but "
         f"{free / GB:.1f} GB is available; choose a smaller model (`unmask models`) or another device"
     )
@@ -60,8 +78,8 @@ def check_fit(cfg: GemmaConfig, device: str, dtype: torch.dtype, name: str, posi
 
 def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype) -> None:
     files = weight_files(folder)
-    params = model.state_dict(keep_vars=True)
-    wanted = {checkpoint_name(ours): ours for ours in params}
+    shapes, packed = source_shapes(model), packed_modules(model)  # full-precision names, as the files hold
+    wanted = {checkpoint_name(ours): ours for ours in shapes}
     missing = sorted(wanted.keys() - files.keys())
     if missing:
         index = folder / "model.safetensors.index.json"
@@ -76,20 +94,26 @@ def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype
     state, handles = {}, {}
     for theirs, ours in wanted.items():
         tensor = read_tensor(files[theirs], theirs, handles)
-        if tensor.shape != params[ours].shape:
+        if tensor.shape != shapes[ours]:
             raise CheckpointError(
                 f"{files[theirs].name}: tensor {theirs!r} {tuple(tensor.shape)} does not fit "
-                f"{tuple(params[ours].shape)} from config.json"
+                f"{tuple(shapes[ours])} from config.json"
             )
-        state[ours] = tensor.to(device=device, dtype=dtype)
+        if ours in packed:  # quantized as read: no full-precision copy of the model is ever held
+            state.update(packed_state(packed[ours], tensor.to(device), dtype))
+        else:
+            state[ours] = tensor.to(device=device, dtype=dtype)
     model.load_state_dict(state, strict=True, assign=True)
 
 
 def load_network(folder: Path, config: dict, device="cpu", dtype: torch.dtype = torch.float32,
-                 name: str = "") -> DiffusionGemma:
+                 name: str = "", quantize: str | None = None) -> DiffusionGemma:
+    """The network in dtype on device; quantize: None, "int8" or "int4" (linear layers and experts)."""
     cfg = GemmaConfig.from_hf(config)
-    check_fit(cfg, device, dtype, name or str(folder))
     with torch.device("meta"):
         model = DiffusionGemma(cfg)
+    if quantize is not None:
+        quantize_model(model, quantize, int8_activations(parameter_count(cfg)), device)
+    check_fit(model, device, dtype, name or str(folder), quantize=quantize)
     load_weights(model, folder, device, dtype)
     return model.eval()

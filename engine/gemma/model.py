@@ -18,6 +18,10 @@ from engine.gemma.layers import GemmaRMSNorm, Layer, SelfConditioning, rope_tabl
 
 
 class DiffusionGemma(nn.Module):
+    # linear layers quantization leaves in the compute dtype (engine/quantize.py): a router's few outputs
+    # pick the experts, and a small error there swaps one expert for another
+    wide = ("router.proj",)
+
     def __init__(self, cfg: GemmaConfig):
         super().__init__()
         self.cfg = cfg

@@ -2,7 +2,8 @@
 
 Each (token, expert) assignment is sorted by expert, so every expert multiplies one contiguous slice of rows:
 one grouped matmul (torch.nn.functional.grouped_mm) where torch offers it for these shapes, else one matmul
-per expert that received tokens. No Python loop ever runs over tokens.
+per expert that received tokens. No Python loop ever runs over tokens. Quantized (engine/quantize.py), each
+stack is an Int8Linear or Int4Linear holding all experts, multiplied one expert at a time.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ class Router(nn.Module):
 
 
 class Experts(nn.Module):
+    stacked = ("gate_up_proj", "down_proj")  # [E, out, in] each: engine/quantize.py packs them as stacks
+
     def __init__(self, cfg: GemmaConfig):
         super().__init__()
         e, h, i = cfg.num_experts, cfg.hidden_size, cfg.moe_intermediate_size
+        self.num_experts = e
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h))  # gate rows first, then up
         self.down_proj = nn.Parameter(torch.empty(e, h, i))
 
@@ -46,20 +50,23 @@ class Experts(nn.Module):
         flat = experts.reshape(-1)  # [N*K] assignment j belongs to token j // K
         order = flat.argsort(stable=True)
         rows = x[order // k]  # [N*K, H], grouped by expert
-        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0])  # [E]
+        counts = torch.bincount(flat, minlength=self.num_experts)  # [E]
         gate, up = grouped_linear(rows, self.gate_up_proj, counts).chunk(2, dim=-1)
         y = grouped_linear(F.gelu(gate, approximate="tanh") * up, self.down_proj, counts)  # [N*K, H]
         y = torch.empty_like(y).index_copy_(0, order, y).view(n, k, -1)  # back to assignment order
         return (y * weights[..., None]).sum(1).to(x.dtype)
 
 
-def grouped_linear(rows: Tensor, w: Tensor, counts: Tensor) -> Tensor:
-    # rows: [M, in] sorted by expert, w: [E, out, in], counts: [E] rows per expert -> [M, out]
-    if uses_grouped_mm(rows, w):
+def grouped_linear(rows: Tensor, w: Tensor | nn.Module, counts: Tensor) -> Tensor:
+    # rows: [M, in] sorted by expert, w: [E, out, in] (or a quantized stack), counts: [E] rows per expert
+    # -> [M, out]
+    if isinstance(w, Tensor) and uses_grouped_mm(rows, w):
         offsets = torch.cumsum(counts, dim=0, dtype=torch.int32)
         return F.grouped_mm(rows, w.transpose(-2, -1), offs=offsets)
     parts = rows.split(counts.tolist())
-    return torch.cat([p @ w[e].T for e, p in enumerate(parts) if p.shape[0]])
+    if isinstance(w, Tensor):
+        return torch.cat([p @ w[e].T for e, p in enumerate(parts) if p.shape[0]])
+    return torch.cat([w.matmul(p, e) for e, p in enumerate(parts) if p.shape[0]])
 
 
 def uses_grouped_mm(rows: Tensor, w: Tensor) -> bool:
