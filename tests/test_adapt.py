@@ -52,3 +52,29 @@ def test_unmask_adapt_reads_the_project_and_names_its_errors(tiny_checkpoint, tm
                   "--out", str(tmp_path / "out"), env={})
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "model.safetensors").exists() and "2 files" in done.stdout
+
+
+def test_a_token_clock_writes_the_learning_curve_checkpoints_at_their_minutes(tiny_checkpoint, tmp_path):
+    # a "minute" of 2 steps of 2 rows of 64 tokens: checkpoints after 2 and 4 steps, the end after 6
+    cfg = AdaptConfig(minutes=3.0, seq_len=64, batch_size=2, minute_tokens=2 * 2 * 64)
+    report = adapt(tiny_checkpoint, PROJECT, tmp_path / "end", cfg,
+                   checkpoints=[(1.0, tmp_path / "one"), (2.0, tmp_path / "two")])
+    assert report.steps == 6 and report.minutes >= 0
+    weights = [engine.load_model(tmp_path / n).model.parameters().__next__() for n in ("one", "two", "end")]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    again = adapt(tiny_checkpoint, PROJECT, tmp_path / "again", cfg, checkpoints=[(1.0, tmp_path / "one2")])
+    assert torch.equal(engine.load_model(tmp_path / "one2").model.parameters().__next__(), weights[0])
+
+
+def test_the_replay_guard_trains_on_the_standard_library_too(tiny_checkpoint, tmp_path, monkeypatch):
+    from engine.training import adapt as module
+
+    seen = []
+    real = module.replay_texts
+    monkeypatch.setattr(module, "replay_texts", lambda: seen.append(1) or dict(list(real(200_000).items())[:5]))
+    cfg = AdaptConfig(minutes=5.0, max_tokens=4 * 2 * 64, seq_len=64, batch_size=2, guard="replay",
+                      replay_every=2)
+    report = adapt(tiny_checkpoint, PROJECT, tmp_path / "out", cfg)
+    assert seen == [1] and report.steps == 4
+    with pytest.raises(ValueError, match="guard must be"):
+        adapt(tiny_checkpoint, PROJECT, tmp_path / "bad", AdaptConfig(guard="lora"))
