@@ -103,6 +103,7 @@ def main() -> int:
                    help="checkpoints of one run, in minutes (the last ends it)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--anchor", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps")
     p.add_argument("--guard", choices=["anchor", "replay", "none"], default=None)
     p.add_argument("--minute-tokens", type=int, default=0,
                    help="count a minute as this many row tokens (what a quiet core trains in a minute), "
@@ -124,7 +125,7 @@ def main() -> int:
     torch.set_num_threads(1)
     points = sorted(float(m) for m in args.minutes.split(","))
     asked = (("lr", args.lr), ("anchor", args.anchor), ("guard", args.guard),
-             ("minute_tokens", args.minute_tokens or None))
+             ("warmup_steps", args.warmup), ("minute_tokens", args.minute_tokens or None))
     changes = {k: v for k, v in asked if v is not None}
     cfg = dataclasses.replace(AdaptConfig(minutes=points[-1], seed=args.seed), **changes)
     stamp = {"tag": args.tag, "set": args.set, "config": dataclasses.asdict(cfg),

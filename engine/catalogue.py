@@ -43,10 +43,14 @@ class FromCheckpoint:
         return {}
 
 
-# how a checkpoint's weights are stored, and the ones engine.load_model reads today (compressed-tensors and
-# GGUF readers are being written, issue 24); an entry in another format is listed as not loading yet
+# how a checkpoint's weights are stored, and the ones engine.load_model reads (engine/formats/): full
+# precision, compressed-tensors' FP8 and packed int4/int8 schemes, GGUF files whose block types are all
+# among Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q6_K, Q8_0 (Q4_K_M: Q4_K, Q6_K and llama.cpp's Q5_0/Q8_0 fallbacks). An
+# entry in another format (compressed-tensors NVFP4, AWQ, GGUF Q5_K or the IQ types) is listed as not loading
 SAFETENSORS = "safetensors"
-LOADS = (SAFETENSORS,)
+LOADS = (SAFETENSORS, "compressed-tensors FP8-dynamic", "compressed-tensors W4A16",
+         "compressed-tensors W8A16", "gguf Q8_0", "gguf Q6_K", "gguf Q4_K_M", "gguf Q4_0", "gguf Q4_1",
+         "gguf Q5_0", "gguf Q5_1")
 MEMORY = ("none", "int8", "int4")  # the --quantize settings the listing shows memory for, in bf16
 
 

@@ -188,9 +188,11 @@ def available_bytes(device: str) -> int | None:
     return int(found.group(1)) * 1024 if found else None
 
 
-def check(folder: Path, device: str, dtype: torch.dtype, quantize: str | None = None, name: str = "") -> None:
-    """Raise DoesNotFit, with the numbers and what would fit, when the checkpoint cannot fit on the device."""
-    config = read_config(folder)
+def check(folder: Path, device: str, dtype: torch.dtype, quantize: str | None = None, name: str = "",
+          config: dict | None = None) -> None:
+    """Raise DoesNotFit, with the numbers and what would fit, when the checkpoint cannot fit on the device.
+    config: the checkpoint's when it is not the folder's config.json (a GGUF file's metadata)."""
+    config = read_config(folder) if config is None else config
     try:
         cfg = family_for(config).config(config)
     except KeyError:

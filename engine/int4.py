@@ -53,7 +53,8 @@ class Int4Linear(nn.Module):
       scales, zeros  [out, in / group_size] (or [E, ...]), any float dtype; zeros may be fractional:
               W[o, i] = (q[o, i] - zeros[o, i // g]) * scales[o, i // g]
     A symmetric signed scheme (q' in -8..7, W = q' * s) is q = q' + 8 with zeros = 8; a "min" scheme
-    (W = q * s - m) is zeros = m / s.
+    (W = q * s - m) is zeros = m / s, or `from_pairs` with offsets 8 s - m (engine/formats/ maps GGUF and
+    compressed-tensors files this way).
 
     Held, in `layout` ("plain", "cpu" or "cuda", chosen for the device and shape by `layout_for`):
       weight        uint8 [E?, out, in / 2]: plain as above; "cpu" is torch's `_convert_weight_to_int4pack_for
@@ -91,18 +92,26 @@ class Int4Linear(nn.Module):
     def from_int4(cls, packed: Tensor, scales: Tensor, zeros: Tensor, group_size: int,
                   bias: Tensor | None = None) -> Int4Linear:
         """A layer from 4-bit values quantized elsewhere (class docstring), in the layout for their device."""
+        scales = scales.float()
+        offsets = (8 - zeros.float()) * scales  # (q - zero) * scale = (q - 8) * scale + offset
+        return cls.from_pairs(packed, scales, offsets, group_size, bias)
+
+    @classmethod
+    def from_pairs(cls, packed: Tensor, scales: Tensor, offsets: Tensor, group_size: int,
+                   bias: Tensor | None = None) -> Int4Linear:
+        """As from_int4, with W[o, i] = (q[o, i] - 8) * scale + offset per group: the form the layer holds,
+        which also takes a zero scale (a GGUF Q4_K sub-block of one value: W = offset)."""
         out, half = packed.shape[-2:]
         experts = packed.shape[0] if packed.dim() == 3 else None
         groups = (out, 2 * half // group_size)
-        assert scales.shape[-2:] == groups and zeros.shape[-2:] == groups, (
-            f"scales {tuple(scales.shape)} and zeros {tuple(zeros.shape)} do not fit "
+        assert scales.shape[-2:] == groups and offsets.shape[-2:] == groups, (
+            f"scales {tuple(scales.shape)} and offsets {tuple(offsets.shape)} do not fit "
             f"{tuple(packed.shape)} packed in groups of {group_size}")
         layout = layout_for(packed.device, out, 2 * half, group_size)
         with torch.device("meta"):
             layer = cls(2 * half, out, bias is not None, experts, group_size, layout)
-        scales = scales.float()
-        offsets = (8 - zeros.float()) * scales  # (q - zero) * scale = (q - 8) * scale + offset
-        pairs = torch.stack([scales, offsets], -1).transpose(-3, -2).to(SCALE_DTYPE).contiguous()
+        pairs = torch.stack([scales.float(), offsets.float()], -1).transpose(-3, -2)
+        pairs = pairs.to(packed.device, SCALE_DTYPE).contiguous()
         layer.weight = pack(unpack_plain(packed), layer.layout)
         layer.scale_offset = pairs
         layer.bias = None if bias is None else nn.Parameter(bias)

@@ -1,4 +1,5 @@
-"""Load (and save) Hugging Face-format checkpoint folders with safetensors only; no checkpoint code runs."""
+"""Load (and save) Hugging Face-format checkpoint folders with safetensors only; no checkpoint code runs.
+Quantized formats (compressed-tensors, GGUF) come through engine/formats/ as a source of the same names."""
 
 from __future__ import annotations
 
@@ -6,18 +7,25 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from engine.config import ModelConfig
 from engine.errors import CheckpointError
 from engine.families import Family, family_for, qwen2_weights
+from engine.formats import Checkpoint, Source
+from engine.formats.folder import (  # noqa: F401 (PICKLE_SUFFIXES, read_tensor, weight_files: used from here)
+    PICKLE_SUFFIXES,
+    Safetensors,
+    read_config,
+    read_tensor,
+    weight_files,
+)
+from engine.formats.packed import install, join, place, targets
 from engine.model import Transformer
 from engine.quantize import (
     auto_quantize,
     int8_activations,
     packed_modules,
-    packed_state,
     parse_quantize,
     quantize_model,
     source_shapes,
@@ -31,7 +39,6 @@ DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -65,44 +72,6 @@ def parse_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
     return DTYPES[dtype]
 
 
-def read_config(folder: Path) -> dict:
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: checkpoint folder not found")
-    path = folder / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-
-
-def weight_files(folder: Path) -> dict[str, Path]:
-    """Tensor name -> the safetensors file that holds it (single file or sharded index)."""
-    index = folder / "model.safetensors.index.json"
-    single = folder / "model.safetensors"
-    if index.exists():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        return {name: folder / file for name, file in weight_map.items()}
-    if single.exists():
-        return {name: single for name in _keys(single)}
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise CheckpointError(
-            f"{folder}: only pickle weights ({', '.join(pickles)}); unmask loads safetensors only, "
-            "because unpickling can run arbitrary code. Convert the weights to model.safetensors"
-        )
-    raise CheckpointError(f"{folder}: no model.safetensors or model.safetensors.index.json")
-
-
-def _keys(path: Path) -> list[str]:
-    try:
-        with safe_open(path, "pt") as f:
-            return list(f.keys())
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
-
-
 def _check_names(files: dict[str, Path], wanted: set[str], family: Family, folder: Path) -> None:
     missing = sorted(wanted - files.keys())
     if missing:
@@ -117,36 +86,30 @@ def _check_names(files: dict[str, Path], wanted: set[str], family: Family, folde
         )
 
 
-def read_tensor(path: Path, name: str, handles: dict) -> torch.Tensor:
-    try:
-        if path not in handles:
-            handles[path] = safe_open(path, "pt")  # memory-mapped
-        return handles[path].get_tensor(name)
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: cannot read tensor {name!r} ({e})") from None
-
-
-def load_weights(model: Transformer, folder: Path, family: Family, device, dtype: torch.dtype) -> None:
-    files = weight_files(folder)
+def load_weights(model: Transformer, folder: Path, family: Family, device, dtype: torch.dtype,
+                 source: Source | None = None) -> None:
+    """Fill the meta-built model from the folder's safetensors, or from `source` (a quantized format,
+    engine/formats/): a quantized weight becomes a packed module as the file packs it."""
+    source = source or Safetensors(folder)
+    files = source.files
     mapping = family.weights(model.cfg)
     wanted = {n for v in mapping.values() for n in ((v,) if isinstance(v, str) else v)}
     _check_names(files, wanted, family, folder)
     shapes, packed = source_shapes(model), packed_modules(model)  # full-precision names, as the files hold
-    state, handles = {}, {}
+    linear = targets(model)
+    state, held = {}, {}
     for ours, theirs in mapping.items():
         names = (theirs,) if isinstance(theirs, str) else theirs
-        parts = [read_tensor(files[n], n, handles) for n in names]
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        parts = [source.read(n) for n in names]
+        tensor = join(parts)
         if tensor.shape != shapes[ours]:
             found = ", ".join(f"{n} {tuple(p.shape)}" for n, p in zip(names, parts))
             raise CheckpointError(
                 f"{files[names[0]].name}: tensor {found} does not fit "
                 f"{ours} {tuple(shapes[ours])} from config.json"
             )
-        if ours in packed:  # quantized as read, so no full-precision copy of the model is ever held
-            state.update(packed_state(packed[ours], tensor.to(device), dtype))
-        else:
-            state[ours] = tensor.to(device=device, dtype=dtype)
+        place(ours, tensor, linear, packed, state, held, device, dtype)
+    install(model, held, state, device, dtype)
     if model.cfg.tie_word_embeddings:
         state["head.weight"] = state["embed.weight"]
     model.load_state_dict(state, strict=True, assign=True)
@@ -155,10 +118,13 @@ def load_weights(model: Transformer, folder: Path, family: Family, device, dtype
 
 
 def load_transformer(
-    folder: Path, device="cpu", dtype: str | torch.dtype = "float32", quantize: str | None = None
+    folder: Path, device="cpu", dtype: str | torch.dtype = "float32", quantize: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[Transformer, Family, dict]:
+    """The network of a folder (full-precision safetensors), or of `checkpoint` (any format, engine/formats/;
+    its quantized weights load as the file packs them, and `quantize` applies to those it holds wide)."""
     quantize = parse_quantize(quantize)
-    config = read_config(folder)
+    config = read_config(folder) if checkpoint is None else checkpoint.config
     family = family_for(config)
     try:
         cfg = family.config(config)
@@ -171,7 +137,8 @@ def load_transformer(
         quantize = auto_quantize(str(device), parse_dtype(dtype, device), weights)
     if quantize is not None:
         quantize_model(model, quantize, int8_activations(weights), device)
-    load_weights(model, folder, family, device, parse_dtype(dtype, device))
+    source = None if checkpoint is None else checkpoint.source()
+    load_weights(model, folder, family, device, parse_dtype(dtype, device), source)
     return model.eval(), family, config
 
 

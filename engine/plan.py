@@ -18,6 +18,7 @@ from engine import catalogue, fit, hub
 from engine.config import ModelConfig
 from engine.errors import CheckpointError, HubError
 from engine.families import family_for
+from engine.formats import gguf
 from engine.gemma.config import GemmaConfig
 from engine.gemma.lm import FAMILY as GEMMA
 from engine.gemma.load import is_diffusion_gemma
@@ -108,6 +109,9 @@ def find_shape(model: str) -> tuple[ModelConfig | GemmaConfig, str, str, str]:
     """(shape, family, name, where the shape came from) for a folder, a Hub id or a catalogue id."""
     folder = Path(model).expanduser()
     if hub.parse_id(model) is None:
+        file = gguf.find(folder)
+        if file is not None:  # a GGUF file's metadata (or the config.json beside it)
+            return (*shape_of(gguf.config(file), file), str(file), f"{file}'s metadata")
         path = folder / "config.json"
         return (*shape_of(read_config(folder), path), str(folder), str(path))
     try:

@@ -10,9 +10,10 @@ import torch
 from engine import fit, hub
 from engine.corpus_index import load_index
 from engine.errors import DeviceUnavailable
+from engine.formats import SAFETENSORS, open_checkpoint
 from engine.gemma import DiffusionGemmaLM, is_diffusion_gemma, load_gemma
 from engine.lm import DiffusionLM
-from engine.load import load_transformer, parse_dtype, read_config
+from engine.load import load_transformer, parse_dtype
 from engine.quantize import auto_quantize, parse_quantize
 from engine.tokenizer import Tokenizer
 
@@ -49,15 +50,22 @@ def load_model(
     check_device(device)
     folder = hub.resolve(path, progress) if path is not None else DEFAULT_MODEL
     name = hub.repo_id_of(folder) or str(path or folder)
-    config = read_config(folder)
+    checkpoint = open_checkpoint(folder)  # a folder, a compressed-tensors folder or a GGUF file
+    folder, config = checkpoint.folder, checkpoint.config
+    quantized = checkpoint.format != SAFETENSORS
+    if quantized:  # packed as the file packs it; "auto" adds nothing to a quantized file
+        quantize = None if quantize == "auto" else quantize
+    else:
+        checkpoint = None
     if is_diffusion_gemma(config):  # its own network, cache and decoding (engine/gemma/)
         # "auto" leaves it in full precision: its size is far past AUTO_INT8_MAX_PARAMS
         quantize = None if quantize == "auto" else quantize
-        return load_gemma(folder, config, device, parse_dtype(dtype, device), quantize, name)
+        return load_gemma(folder, config, device, parse_dtype(dtype, device), quantize, name, checkpoint)
     if quantize == "auto":
         quantize = auto_quantize(device, parse_dtype(dtype, device), fit.parameter_count(config))
-    fit.check(folder, device, parse_dtype(dtype, device), quantize, name)
-    model, family, config = load_transformer(folder, device, dtype, quantize)
+    sized = quantize or (checkpoint.packing if checkpoint else None)
+    fit.check(folder, device, parse_dtype(dtype, device), sized, name, config)
+    model, family, config = load_transformer(folder, device, dtype, quantize, checkpoint)
     tokenizer = Tokenizer(folder, config, family.mask_tokens)
     lm = DiffusionLM(model, family, tokenizer, folder, hub.repo_id_of(folder) or str(folder))
     lm.corpus = load_index(folder)

@@ -38,3 +38,16 @@ def gemma_checkpoint(tmp_path_factory):
     from tests.gemma_checkpoints import write_gemma_checkpoint  # transformers loads only when a test asks
 
     return write_gemma_checkpoint(tmp_path_factory.mktemp("tiny_gemma"))
+
+
+@pytest.fixture(scope="session")
+def wide_gemma(tmp_path_factory):
+    """A tiny DiffusionGemma saved by transformers, calm enough to compare quantized copies with
+    (tests/gemma_checkpoints.py reference, gain), every linear width a multiple of 256 (GGUF's Q4_K
+    super-blocks) and every output a multiple of 16 (torch's CPU int4 kernel)."""
+    pytest.importorskip("transformers")
+    from tests.gemma_checkpoints import write_gemma_checkpoint
+
+    shape = dict(hidden_size=256, intermediate_size=256, moe_intermediate_size=256, num_attention_heads=8,
+                 head_dim=32, global_head_dim=64)
+    return write_gemma_checkpoint(tmp_path_factory.mktemp("wide_gemma"), seed=1, gain=1.0, **shape)[0]

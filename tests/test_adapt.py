@@ -62,7 +62,7 @@ def test_a_token_clock_writes_the_learning_curve_checkpoints_at_their_minutes(ti
     assert report.steps == 6 and report.minutes >= 0
     weights = [engine.load_model(tmp_path / n).model.parameters().__next__() for n in ("one", "two", "end")]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
-    again = adapt(tiny_checkpoint, PROJECT, tmp_path / "again", cfg, checkpoints=[(1.0, tmp_path / "one2")])
+    adapt(tiny_checkpoint, PROJECT, tmp_path / "again", cfg, checkpoints=[(1.0, tmp_path / "one2")])
     assert torch.equal(engine.load_model(tmp_path / "one2").model.parameters().__next__(), weights[0])
 
 
@@ -71,7 +71,8 @@ def test_the_replay_guard_trains_on_the_standard_library_too(tiny_checkpoint, tm
 
     seen = []
     real = module.replay_texts
-    monkeypatch.setattr(module, "replay_texts", lambda: seen.append(1) or dict(list(real(200_000).items())[:5]))
+    few = dict(list(real(200_000).items())[:5])
+    monkeypatch.setattr(module, "replay_texts", lambda: seen.append(1) or few)
     cfg = AdaptConfig(minutes=5.0, max_tokens=4 * 2 * 64, seq_len=64, batch_size=2, guard="replay",
                       replay_every=2)
     report = adapt(tiny_checkpoint, PROJECT, tmp_path / "out", cfg)

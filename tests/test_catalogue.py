@@ -87,13 +87,25 @@ def test_models_shows_the_memory_each_needs(capsys):
 
 
 def test_a_format_the_engine_cannot_load_yet_says_so(monkeypatch):
-    gguf = Entry("org/diffusiongemma-GGUF", "diffusion-gemma", catalogue.DIFFUSION_GEMMA_26B, None, None, "",
-                 catalogue.GEMMA_SAMPLING, "a test", format="gguf Q4_K_M", quantize="int4")
-    assert not gguf.loads
-    monkeypatch.setattr(catalogue, "CATALOGUE", (gguf,))
+    nvfp4 = Entry("org/diffusiongemma-NVFP4", "diffusion-gemma", catalogue.DIFFUSION_GEMMA_26B, None, None,
+                  "", catalogue.GEMMA_SAMPLING, "a test", format="compressed-tensors NVFP4", quantize="int4")
+    assert not nvfp4.loads
+    monkeypatch.setattr(catalogue, "CATALOGUE", (nvfp4,))
     row = lines()[1].split()
     # only the packed weights it loads as have a figure: the same as the bf16 checkpoint with --quantize int4
-    assert row[3:10] == ["gguf", "Q4_K_M", "-", "-", "16.9", "GB", "not"] and row[10] == "yet"
+    assert row[3:10] == ["compressed-tensors", "NVFP4", "-", "-", "16.9", "GB", "not"] and row[10] == "yet"
+
+
+@pytest.mark.parametrize("form, packing", [("gguf Q4_K_M", "int4"), ("gguf Q8_0", "int8"),
+                                           ("compressed-tensors FP8-dynamic", "int8"),
+                                           ("compressed-tensors W4A16", "int4")])
+def test_gguf_and_compressed_tensors_formats_load(form, packing, monkeypatch):
+    # engine/formats/ reads them (tests/test_formats_gguf.py, tests/test_formats_ct.py)
+    entry = Entry("org/diffusiongemma-quantized", "diffusion-gemma", catalogue.DIFFUSION_GEMMA_26B, None,
+                  None, "", catalogue.GEMMA_SAMPLING, "a test", format=form, quantize=packing)
+    assert entry.loads
+    monkeypatch.setattr(catalogue, "CATALOGUE", (entry,))
+    assert lines()[1].split()[9] == "yes"
 
 
 def test_precedence_user_then_catalogue_then_builtin(tmp_path, tiny_checkpoint):

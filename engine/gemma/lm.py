@@ -21,6 +21,7 @@ from engine.api import (
     refuse_unsupported,
 )
 from engine.errors import Unsupported
+from engine.formats import Checkpoint
 from engine.gemma.cache import PromptCache
 from engine.gemma.complete import cut_at_suffix, end_of_text
 from engine.gemma.config import GemmaConfig
@@ -217,9 +218,10 @@ class DiffusionGemmaLM:
 
 
 def load_gemma(folder: Path, config: dict, device: str, dtype: torch.dtype, quantize: str | None,
-               name: str = "") -> DiffusionGemmaLM:
-    """quantize: None, "int8" or "int4" (engine/quantize.py)."""
-    model = load_network(folder, config, device, dtype, name, quantize)
+               name: str = "", checkpoint: Checkpoint | None = None) -> DiffusionGemmaLM:
+    """quantize: None, "int8" or "int4" (engine/quantize.py); checkpoint: a quantized format's
+    (engine/formats/), loaded as the file packs it."""
+    model = load_network(folder, config, device, dtype, name, quantize, checkpoint)
     tokenizer = GemmaTokenizer(folder, config, ())
     lm = DiffusionGemmaLM(model, tokenizer, folder, Sampling.from_checkpoint(folder))
     lm.name = name or str(folder)

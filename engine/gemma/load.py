@@ -8,22 +8,19 @@ and expert stack is quantized as it is read (engine/quantize.py).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
 from engine.errors import CheckpointError, DoesNotFit
 from engine.fit import GB, available_bytes
+from engine.formats import Checkpoint, Source
+from engine.formats.folder import Safetensors
+from engine.formats.packed import install, place, targets
 from engine.gemma.config import GemmaConfig
 from engine.gemma.model import DiffusionGemma
-from engine.load import read_tensor, weight_files
-from engine.quantize import (
-    int8_activations,
-    packed_modules,
-    packed_state,
-    quantize_model,
-    source_shapes,
-)
+from engine.quantize import int8_activations, packed_modules, quantize_model, source_shapes
 
 DECODER, ENCODER = "model.decoder.", "model.encoder.language_model."
 SKIPPED = ("model.encoder.vision_tower.", "model.encoder.embed_vision.")
@@ -76,14 +73,19 @@ def check_fit(model: DiffusionGemma, device: str, dtype: torch.dtype, name: str,
     )
 
 
-def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype) -> None:
-    files = weight_files(folder)
+def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype,
+                 source: Source | None = None) -> None:
+    """Fill the meta-built model from the folder's safetensors, or from `source` (a quantized format,
+    engine/formats/): a quantized weight becomes a packed module as the file packs it."""
+    source = source or Safetensors(folder)
+    files = source.files
     shapes, packed = source_shapes(model), packed_modules(model)  # full-precision names, as the files hold
     wanted = {checkpoint_name(ours): ours for ours in shapes}
     missing = sorted(wanted.keys() - files.keys())
     if missing:
         index = folder / "model.safetensors.index.json"
-        where = index.name if index.exists() else "model.safetensors"
+        first = next(iter(files.values()), folder / "model.safetensors")
+        where = index.name if index.exists() else first.name
         raise CheckpointError(f"{where}: missing tensor {missing[0]!r} ({len(missing)} missing)")
     tied_head = "lm_head.weight" if model.lm_head is None else None
     extra = sorted(n for n in files.keys() - wanted.keys() if not n.startswith(SKIPPED) and n != tied_head)
@@ -91,29 +93,34 @@ def load_weights(model: DiffusionGemma, folder: Path, device, dtype: torch.dtype
         raise CheckpointError(
             f"{files[extra[0]].name}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected)"
         )
-    state, handles = {}, {}
+    linear = targets(model)
+    state, held = {}, {}
     for theirs, ours in wanted.items():
-        tensor = read_tensor(files[theirs], theirs, handles)
+        tensor = source.read(theirs)
         if tensor.shape != shapes[ours]:
             raise CheckpointError(
                 f"{files[theirs].name}: tensor {theirs!r} {tuple(tensor.shape)} does not fit "
                 f"{tuple(shapes[ours])} from config.json"
             )
-        if ours in packed:  # quantized as read: no full-precision copy of the model is ever held
-            state.update(packed_state(packed[ours], tensor.to(device), dtype))
-        else:
-            state[ours] = tensor.to(device=device, dtype=dtype)
+        place(ours, tensor, linear, packed, state, held, device, dtype)
+    install(model, held, state, device, dtype)
     model.load_state_dict(state, strict=True, assign=True)
 
 
 def load_network(folder: Path, config: dict, device="cpu", dtype: torch.dtype = torch.float32,
-                 name: str = "", quantize: str | None = None) -> DiffusionGemma:
-    """The network in dtype on device; quantize: None, "int8" or "int4" (linear layers and experts)."""
+                 name: str = "", quantize: str | None = None, checkpoint: Checkpoint | None = None
+                 ) -> DiffusionGemma:
+    """The network in dtype on device; quantize: None, "int8" or "int4" (linear layers and experts).
+    checkpoint: a quantized format's (engine/formats/), whose quantized weights load as the file packs them
+    (`quantize` then applies to those it holds wide)."""
     cfg = GemmaConfig.from_hf(config)
     with torch.device("meta"):
         model = DiffusionGemma(cfg)
     if quantize is not None:
         quantize_model(model, quantize, int8_activations(parameter_count(cfg)), device)
-    check_fit(model, device, dtype, name or str(folder), quantize=quantize)
-    load_weights(model, folder, device, dtype)
+    packing = None if checkpoint is None or quantize is not None else checkpoint.packing
+    # a quantized file is checked as the packing it mostly loads as (a meta-device copy: no memory)
+    sized = model if packing is None else quantize_model(copy.deepcopy(model), packing, device=device)
+    check_fit(sized, device, dtype, name or str(folder), quantize=quantize or packing)
+    load_weights(model, folder, device, dtype, None if checkpoint is None else checkpoint.source())
     return model.eval()

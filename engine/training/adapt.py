@@ -35,6 +35,7 @@ class AdaptConfig:
     minutes: float = 5.0
     max_tokens: int = 2_000_000  # rows' tokens, whichever budget ends first
     lr: float = 1e-4
+    warmup_steps: int = 0  # the learning rate rises linearly over these first steps
     anchor: float = 1e-3  # weight of sum((w - w0)^2): how hard the starting weights pull back
     batch_size: int = 8
     seq_len: int = 256
@@ -127,6 +128,8 @@ def adapt(model_dir: Path, texts: dict[str, str], out_dir: Path, cfg: AdaptConfi
         total = loss
         if start is not None:
             total = loss + cfg.anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), start))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -80,8 +80,8 @@ def check(s: Settings):
     model's name; LaunchFailed for a port in use, a device this machine lacks or a folder that is no
     checkpoint."""
     from engine import CheckpointError, DeviceUnavailable
+    from engine.formats import open_checkpoint
     from engine.hub import repo_id_of
-    from engine.load import read_config
     from engine.registry import DEFAULT_MODEL, check_device
 
     if s.ray_address is None:  # on a cluster, Serve's proxies may be elsewhere, or already listening
@@ -90,7 +90,7 @@ def check(s: Settings):
     try:
         check_device(opts.device)
         opts = models.fetch(opts)
-        read_config(DEFAULT_MODEL if opts.path is None else Path(opts.path))
+        open_checkpoint(DEFAULT_MODEL if opts.path is None else Path(opts.path))  # a folder or GGUF file
     except (CheckpointError, DeviceUnavailable) as e:
         raise LaunchFailed(str(e)) from None
     name = "unmask-embedded" if opts.path is None else repo_id_of(opts.path) or str(opts.path)
