@@ -4,6 +4,9 @@
   unmask complete FILE --line L --col C [--json] [model options] the completion at line L, column C (1-based)
   unmask fill FILE [--marker M] [--in-place] [model options]     fill every hole marked M (default <|fill|>)
   unmask models                                                  the public checkpoints known to work
+  unmask fit MODEL [--quantize q] [--context N] [--device d] [--json]
+                                                                 the memory it needs, from config.json alone
+  unmask adapt PATH [--minutes M] [--out DIR] [--model DIR]      fine-tune on a project's files
   unmask team-server [--host H] [--port P] [--replicas N] [--max-batch B] [--token T] [model options]
                                                                  HTTP completions for a team (Ray Serve)
   unmask train ...                                               python -m engine.training ...
@@ -149,9 +152,9 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 where the hardware runs it natively (AMX, AVX512-BF16, CUDA)")
     p.add_argument("--quantize", default="auto", choices=("auto", "none", "int8", "int4"),
-                   help="int8: linear-layer weights in int8, about half of bf16's memory; auto: int8 on a "
-                        "CPU without native bf16 (forwards 1.4-1.5x faster there), for models up to 1B "
-                        "weights")
+                   help="int8: linear-layer weights in int8, about half of bf16's memory; int4: group-wise "
+                        "int4, about a quarter (docs/engine.md); auto: int8 on a CPU without native bf16 "
+                        "(forwards 1.4-1.5x faster there), for models up to 1B weights")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: half the CPUs, at most 4)")
     p.add_argument("--options", help="JSON object in the initializationOptions schema")
     p.add_argument("--remote", metavar="URL", help="a team server (http[s]://host[:port]): the model runs "

@@ -69,7 +69,9 @@ def check_fit(model: DiffusionGemma, device: str, dtype: torch.dtype, name: str,
         f"model {name!r} needs {(weights + kv) / GB:.1f} GB on {device} in "
         f"{form if quantize is None else f'{quantize} with {form}'} "
         f"(weights {weights / GB:.1f} GB, KV cache {kv / GB:.2f} GB for {positions} positions) but "
-        f"{free / GB:.1f} GB is available; choose a smaller model (`unmask models`) or another device"
+        f"{free / GB:.1f} GB is available; "
+        + ("" if quantize == "int4" else f"try --quantize int4 (`unmask fit {name} --quantize int4`), ")
+        + "choose a smaller model (`unmask models`) or another device"
     )
 
 
