@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return train(argv[1:])
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `unmask models | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
 
 
 def parser() -> argparse.ArgumentParser:
