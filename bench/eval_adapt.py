@@ -3,6 +3,7 @@
     python -m bench.eval_adapt --set development|heldout [--projects toolz,attrs] [--kinds rest,line]
                                [--cases 30] [--minutes 2,5,10] [--lr 1e-4] [--guard anchor|replay]
                                [--server] [--humaneval N] [--tag NAME]
+    python -m bench.eval_adapt --plot PNG --tag NAME     the learning curve of a run's saved rows
 
 For each project of the set (bench/trust_sets.py; tune on "development", report on "heldout") and kind, up to
 --cases cursors are drawn exactly as bench/eval_trust.py draws them (one per file). EVERY evaluated line of
@@ -92,9 +93,60 @@ def humaneval(model: str | None, args) -> dict:
             "shown": s["share_shown"]}
 
 
+def curve_points(rows: list[dict]) -> dict[str, dict[float, float]]:
+    """(series -> minutes -> mean over projects) of a run's rows: exact overall through the server (network
+    alone and fused, per kind, at the default threshold), the gold log-probability, HumanEval pass@1."""
+    sums: dict[str, dict[float, list[float]]] = {}
+
+    def add(series: str, minutes: float, value) -> None:
+        if value is not None:
+            sums.setdefault(series, {}).setdefault(minutes, []).append(value)
+
+    for r in rows:
+        m = r["minutes"]
+        if r["kind"] == "humaneval":
+            add("HumanEval pass@1", m, 100 * r["humaneval"]["pass@1"])
+            continue
+        add(f"gold log-prob {r['kind']}", m, r.get("gold_logprob"))
+        if "alone" not in r:  # measured in process only
+            add(f"alone, every answer shown {r['kind']}", m, 100 * r["alone_in_process"])
+        for arm in ("alone", "fused"):
+            if arm in r:
+                add(f"{arm} {r['kind']}", m, 100 * r[arm]["exact"])
+    return {k: {m: sum(v) / len(v) for m, v in sorted(d.items())} for k, d in sums.items()}
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = curve_points(rows)
+    projects = sorted({r["project"] for r in rows if r["kind"] != "humaneval"})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    for name, series in points.items():
+        ax = right if name.startswith("gold") else left
+        style = "--" if "line" in name else ":" if "HumanEval" in name else "-"
+        color = "tab:blue" if "fused" in name else "tab:orange" if "alone" in name else "tab:green"
+        ax.plot(list(series), list(series.values()), style, marker="o", color=color, label=name)
+    left.set_ylabel("exact match through the server, default options (%)")
+    right.set_ylabel("mean log-probability of the true line, network alone")
+    for ax in (left, right):
+        ax.set_xlabel("minutes of adaptation on one core")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    cfg = rows[0]["config"]
+    fig.suptitle(f"Adapting the embedded model to a project ({', '.join(projects)}; mean over projects); "
+                 f"lr {cfg['lr']:g}, guard {cfg['guard']}, commit {rows[0]['commit']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", choices=list(trust_sets.SETS), required=True)
+    p.add_argument("--plot", type=Path, help="draw the learning curve of the rows saved with --tag")
+    p.add_argument("--set", choices=list(trust_sets.SETS))
     p.add_argument("--languages", default="python")
     p.add_argument("--projects", default="")
     p.add_argument("--kinds", default="rest,line")
@@ -113,6 +165,12 @@ def main() -> int:
     p.add_argument("--tag", default="", help="a name for this run's rows")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    if args.plot:
+        rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+        plot([r for r in rows if r.get("tag") == args.tag], args.plot)
+        return 0
+    if args.set is None:
+        p.error("--set is required to measure")
 
     import dataclasses
 
