@@ -118,11 +118,13 @@ class AdaptOptions(_Options):
     """Adapting the network to the workspace (lsp_server/adaptation): after the workspace is read, a
     low-priority process on one thread fine-tunes the model on its files for `minutes`; the result serves
     from then on and from the cache on later starts, until more than a `refresh` share of the project's
-    bytes changed. Off by default until it measures better (bench/RESULTS.md, Adapting to a project)."""
+    bytes changed (checked at start and every `check_minutes`). Off by default until it measures better
+    (bench/RESULTS.md, Adapting to a project)."""
 
     enabled: bool = False
     minutes: Annotated[float, Meta(gt=0, le=240)] = 5.0
     refresh: Annotated[float, Meta(ge=0, le=1)] = 0.2
+    check_minutes: Annotated[float, Meta(gt=0)] = 10.0
 
 
 class ActionsOptions(_Options):

@@ -241,6 +241,22 @@ async def test_the_server_adapts_serves_the_result_and_reuses_it_next_start(tiny
 
 
 @pytest.mark.asyncio
+async def test_files_that_changed_enough_are_adapted_to_again_while_serving(tiny_checkpoint, tmp_path):
+    root, env = project(tmp_path / "proj"), {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    options = {**OPTIONS, "adapt": {"enabled": True, "minutes": 0.02, "checkMinutes": 0.01, "refresh": 0.5}}
+    async with serving(tiny_checkpoint, "neovim", options, root.as_uri(), env) as client:
+        first = (await wait_for(client, lambda s: s["adaptation"]["state"] == "ready", 120))["adaptation"]
+        (root / "util.py").write_text(UTIL + "# a small edit\n")  # under the refresh share: kept
+        await asyncio.sleep(2)
+        kept = (await status(client))["adaptation"]
+        assert kept["state"] == "ready" and kept["tokens"] == first["tokens"] and 0 < kept["changed"] < 0.5
+        (root / "big.py").write_text("def scale(x, k):\n    return x * k\n" * 40)  # the project doubles
+        again = await wait_for(client, lambda s: s["adaptation"]["tokens"] not in (None, first["tokens"])
+                               and s["adaptation"]["state"] == "ready", 120)
+        assert again["adaptation"]["tokens"] > first["tokens"] and not again["adaptation"]["reused"]
+
+
+@pytest.mark.asyncio
 async def test_a_killed_adaptation_leaves_the_base_model_serving(tiny_checkpoint, tmp_path):
     root, env = project(tmp_path / "proj"), {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     options = {**OPTIONS, "adapt": {"enabled": True, "minutes": 30}}

@@ -38,7 +38,7 @@ class AdaptationState:
     loss_before: float | None = None  # on the project's own rows, before and after
     loss_after: float | None = None
     reused: bool = False  # found in the cache from an earlier start
-    changed: float | None = None  # share of the project's bytes changed since (when reused)
+    changed: float | None = None  # share of the project's bytes changed since it was adapted (last check)
     folder: str | None = None  # the adapted checkpoint serving; None while the base model serves
     pid: int | None = None  # of the running process
 
@@ -112,23 +112,31 @@ class Adaptation:
         if reason is not None:
             self.status = AdaptationState(state="unsupported", error=reason)
             return
-        extensions = server.extensions()
-        budget = opts.memory.max_megabytes * 2**20
-        texts = await asyncio.to_thread(job.project_texts, roots, extensions, budget)
-        if not texts:
-            self.status = AdaptationState(state="off", error="no source files of a served language")
-            return
+        extensions, budget = server.extensions(), opts.memory.max_megabytes * 2**20
         folder, identity = cache.folder_for(roots), cache.base_identity(Path(base))
-        found = await asyncio.to_thread(cache.cached, folder, identity, texts)
-        del texts
-        if found is not None:
-            self._from_card(found.card, reused=True, changed=round(found.changed, 4))
-            await self._adopt(folder, base)
-            if found.fresh(opts.adapt.refresh):
-                return
         request = job.Request([str(r) for r in roots], sorted(extensions), budget, base, str(folder),
                               opts.adapt.minutes)
-        await self._train(request, base)
+        serving = False  # an adapted checkpoint serves
+        while True:  # the project is checked again every adapt.checkMinutes, as long as the server runs
+            texts = await asyncio.to_thread(job.project_texts, roots, extensions, budget)
+            if not texts:
+                if not serving:
+                    self.status = AdaptationState(state="off", error="no source files of a served language")
+                return
+            found = await asyncio.to_thread(cache.cached, folder, identity, texts)
+            del texts
+            if found is not None and not serving:
+                self._from_card(found.card, reused=True, changed=round(found.changed, 4))
+                await self._adopt(folder, base)
+                serving = self.status.state == "ready"
+            elif found is not None:
+                self.status.changed = round(found.changed, 4)
+            if found is None or not found.fresh(opts.adapt.refresh):
+                await self._train(request, base)  # what served so far keeps serving meanwhile
+                serving = serving or self.status.state == "ready"
+            if self.status.state == "failed":  # killed or broken: not retried until the next start
+                return
+            await asyncio.sleep(opts.adapt.check_minutes * 60)
 
     async def _train(self, request: job.Request, base: str) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
