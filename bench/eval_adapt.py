@@ -4,6 +4,7 @@
                                [--cases 30] [--minutes 2,5,10] [--lr 1e-4] [--guard anchor|replay]
                                [--server] [--humaneval N] [--tag NAME]
     python -m bench.eval_adapt --plot PNG --tag NAME     the learning curve of a run's saved rows
+    python -m bench.eval_adapt --table --tag NAME        its rows as a Markdown table
 
 For each project of the set (bench/trust_sets.py; tune on "development", report on "heldout") and kind, up to
 --cases cursors are drawn exactly as bench/eval_trust.py draws them (one per file). EVERY evaluated line of
@@ -116,6 +117,26 @@ def curve_points(rows: list[dict]) -> dict[str, dict[float, float]]:
     return {k: {m: sum(v) / len(v) for m, v in sorted(d.items())} for k, d in sums.items()}
 
 
+def table(rows: list[dict]) -> str:
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    out = ["| project | kind | minutes | network alone, exact (every answer shown) | true line log-prob | "
+           "fused exact (default options) | fused shown | fused precision |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["kind"] == "humaneval":
+            h = r["humaneval"]
+            out.append(f"| HumanEval (after {r['project']}) | line | {r['minutes']:g} | - | - | "
+                       f"pass@1 {pct(h['pass@1'])} | {pct(h['shown'])} | - |")
+            continue
+        a, f = r.get("alone", {}), r.get("fused", {})
+        out.append(f"| {r['project']} | {r['kind']} | {r['minutes']:g} | "
+                   f"{pct(a.get('exact_all_shown', r['alone_in_process']))} | {r['gold_logprob']:.3f} | "
+                   f"{pct(f.get('exact'))} | {pct(f.get('shown'))} | {pct(f.get('precision'))} |")
+    return "\n".join(out)
+
+
 def plot(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -146,6 +167,7 @@ def plot(rows: list[dict], out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plot", type=Path, help="draw the learning curve of the rows saved with --tag")
+    p.add_argument("--table", action="store_true", help="print the rows saved with --tag as a table")
     p.add_argument("--set", choices=list(trust_sets.SETS))
     p.add_argument("--languages", default="python")
     p.add_argument("--projects", default="")
@@ -165,9 +187,13 @@ def main() -> int:
     p.add_argument("--tag", default="", help="a name for this run's rows")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    if args.plot:
+    if args.plot or args.table:
         rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-        plot([r for r in rows if r.get("tag") == args.tag], args.plot)
+        rows = [r for r in rows if r.get("tag") == args.tag]
+        if args.table:
+            print(table(rows))
+        if args.plot:
+            plot(rows, args.plot)
         return 0
     if args.set is None:
         p.error("--set is required to measure")
