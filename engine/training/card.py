@@ -10,6 +10,7 @@ EVAL_RESULTS = Path("bench/results/eval_model.jsonl")  # written by bench/eval_m
 RECIPES = Path("bench/results/recipes.jsonl")
 MEMORY_RESULTS = Path("bench/results/eval_memory.jsonl")  # bench/eval_memory.py: network / memory / fused
 SERVER_RESULTS = Path("bench/results/eval_server.jsonl")  # bench/eval_server.py: through the server
+ADAPT_RESULTS = Path("bench/results/eval_adapt.jsonl")  # bench/eval_adapt.py: learning curves
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -168,6 +169,34 @@ def ablation_summary(rows: list[dict]) -> str:
     return "All projects together:\n\n" + "\n".join(lines) + "\n\n" + FUSION_NOTE
 
 
+def adaptation_section(rows: list[dict]) -> str:
+    """The latest held-out learning curve of bench/eval_adapt.py, as means over its projects per minute."""
+    held = [r for r in rows if r.get("set") == "heldout" and r.get("tag", "").startswith("heldout-anchor")]
+    if not held:
+        return "Not measured yet (`python -m bench.eval_adapt --set heldout --server`).\n"
+    run = max(r["date"] for r in held)
+    tag = next(r["tag"] for r in held if r["date"] == run)
+    held = [r for r in held if r["tag"] == tag]
+    projects = sorted({r["project"] for r in held if r["kind"] != "humaneval"})
+
+    def mean(minutes: float, kind: str, value) -> str:
+        vals = [value(r) for r in held if r["minutes"] == minutes and r["kind"] == kind]
+        return f"{100 * sum(vals) / len(vals):.1f}%" if vals else "-"
+
+    lines = ["| minutes | network alone, rest of line (every answer shown) | fused, rest of line | "
+             "fused, whole line | HumanEval pass@1 |", "|---|---|---|---|---|"]
+    for m in sorted({r["minutes"] for r in held}):
+        lines.append(f"| {m:g} | {mean(m, 'rest', lambda r: r['alone']['exact_all_shown'])} | "
+                     f"{mean(m, 'rest', lambda r: r['fused']['exact'])} | "
+                     f"{mean(m, 'line', lambda r: r['fused']['exact'])} | "
+                     f"{mean(m, 'humaneval', lambda r: r['humaneval']['pass@1'])} |")
+    return (f"`unmask adapt` and the server's `adapt.enabled` fine-tune this model on a project's files "
+            f"(docs/training.md). Held-out projects ({', '.join(projects)}), every evaluated line removed "
+            f"from what the adaptation and the memory read, through the server, means over the projects "
+            f"(bench/RESULTS.md, Adapting to a project; run {tag}, {run[:10]}); the learning curve: "
+            f"docs/adapt-curve.png.\n\n" + "\n".join(lines) + "\n")
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"
@@ -178,7 +207,7 @@ def fmt(v) -> str:
 
 def write_card(model_dir: Path, run_dir: Path, data_dir: Path, eval_results: Path = EVAL_RESULTS,
                recipes: Path = RECIPES, memory_results: Path = MEMORY_RESULTS,
-               server_results: Path = SERVER_RESULTS) -> None:
+               server_results: Path = SERVER_RESULTS, adapt_results: Path = ADAPT_RESULTS) -> None:
     training = json.loads((model_dir / "training.json").read_text())
     cfg, state = training["config"], training["state"]
     metrics, corpus = training["metrics"], training["corpus"]
@@ -274,6 +303,8 @@ measurement of its arm, and on a CPU without native bf16 the default `quantize: 
 {server_humaneval([r for r in server_rows if "humaneval_single_line_pass@1" in r])}
 ## Languages
 {language_section(corpus, [languages[k] for k in sorted(languages)])}
+## Adapting it to a project
+{adaptation_section(read_jsonl(adapt_results))}
 ## Limitations
 A few million parameters trained on a CPU budget: the evaluation table above is the honest measure of what
 it can do (it rarely reproduces a held-out line exactly, and simple prompts such as `def add(a, b): return`
