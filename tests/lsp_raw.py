@@ -18,9 +18,11 @@ TIMEOUT_S = 60.0
 class RawServer:
     """The server process; server-to-client requests are answered with null by the reader thread."""
 
-    def __init__(self, checkpoint, options: dict | None = None):
+    def __init__(self, checkpoint, options: dict | None = None, root_uri: str | None = None,
+                 env: dict | None = None):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lsp_server", "--model", str(checkpoint)], cwd=ROOT, env=ENV,
+            [sys.executable, "-m", "lsp_server", "--model", str(checkpoint)], cwd=ROOT,
+            env={**ENV, **(env or {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
         self.messages: queue.Queue[dict | None] = queue.Queue()
@@ -29,7 +31,8 @@ class RawServer:
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
         caps = {"textDocument": {"inlineCompletion": {}}, "general": {"positionEncodings": ["utf-16"]}}
-        self.request("initialize", {"capabilities": caps, "initializationOptions": options or {}})
+        self.request("initialize", {"capabilities": caps, "initializationOptions": options or {},
+                                    "rootUri": root_uri})
         self.notify("initialized", {})
 
     def _read(self) -> None:

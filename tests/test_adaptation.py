@@ -288,6 +288,27 @@ async def test_adaptation_is_off_by_default_and_stops_with_the_server(tiny_check
     assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
 
 
+def test_the_adaptation_process_dies_with_a_killed_server(tiny_checkpoint, tmp_path):
+    from tests.lsp_raw import RawServer
+
+    root = project(tmp_path / "proj")
+    options = {**OPTIONS, "adapt": {"enabled": True, "minutes": 30}}
+    server = RawServer(tiny_checkpoint, options, root.as_uri(), {"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    pid = None
+    for _ in range(600):
+        if (pid := server.request("unmask/status")["result"]["adaptation"]["pid"]) is not None:
+            break
+        time.sleep(0.1)
+    assert pid is not None
+    server.process.kill()  # no shutdown, no exit: the parent-death signal ends the child
+    server.process.wait(10)
+    for _ in range(100):
+        if _state(pid) in ("gone",) or "zombie" in _state(pid):
+            break
+        time.sleep(0.1)
+    assert _state(pid) == "gone" or "zombie" in _state(pid)
+
+
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import json
 import logging
 import os
@@ -55,12 +56,14 @@ def unsupported(info, folder: str) -> str | None:
     return None
 
 
+# resolved before any fork: the child of a threaded parent must not import or take Python's locks
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def _lower_priority() -> None:  # in the child, before exec
     os.nice(19)
-    if sys.platform.startswith("linux"):  # the child dies with the server, even a killed one
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:  # the child dies with the server, even a killed one
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Adaptation:
