@@ -123,6 +123,8 @@ DIFFUSION_GEMMA_26B = {
     },
 }
 GEMMA = "reference diffusion-gemma.md 1, 3; transformers diffusion_gemma converter and generation config"
+GEMMA_EOS = "ends at EOS (1) or 106; its generation_config.json adds 50; pad 0"
+GEMMA_QUANTIZED = GEMMA + "; Hugging Face collection RedHatAI/diffusiongemma-26b-a4b-it"
 GEMMA_SAMPLING = FromCheckpoint("checkpoint's: entropy bound 0.1, 48 steps, T 0.8 to 0.4, stable stop")
 ENTROPY_02 = Recommended("entropy", 0.2, 0.95)
 ENTROPY_04 = Recommended("entropy", 0.4, 0.95)
@@ -154,10 +156,17 @@ CATALOGUE = (
     Entry("fredzzp/open-dcoder-0.5B", "open-dcoder", OPEN_DCODER, None, None,
           "ends at the tokenizer's EOS; the authors' P2 remasking (alg_temp 0.5) is not implemented here",
           Recommended("confidence", 0.0), "reference 2; pengzhangzhi/Open-dLLM eval_infill.py"),
-    # its quantized versions (RedHatAI FP8-dynamic and NVFP4, cyankiwi AWQ-INT4, unsloth GGUF) are left out
-    # until the reference names their Hub ids
     Entry("google/diffusiongemma-26B-A4B-it", "diffusion-gemma", DIFFUSION_GEMMA_26B, 262144, None,
-          "ends at EOS (1) or 106; its generation_config.json adds 50; pad 0", GEMMA_SAMPLING, GEMMA),
+          GEMMA_EOS, GEMMA_SAMPLING, GEMMA),
+    # quantized by Red Hat (ids from the Hub's RedHatAI collection "diffusiongemma-26B-A4B-it"): the same
+    # network, experts split per expert as vLLM saves them. unsloth's GGUF repo holds several files, which the
+    # Hub download (safetensors only) does not fetch: download the .gguf and pass the file. No cyankiwi
+    # AWQ-INT4 id was found
+    Entry("RedHatAI/diffusiongemma-26B-A4B-it-FP8-dynamic", "diffusion-gemma", DIFFUSION_GEMMA_26B, 262144,
+          None, GEMMA_EOS, GEMMA_SAMPLING, GEMMA_QUANTIZED, format="compressed-tensors FP8-dynamic",
+          quantize="int8"),
+    Entry("RedHatAI/diffusiongemma-26B-A4B-it-NVFP4", "diffusion-gemma", DIFFUSION_GEMMA_26B, 262144, None,
+          GEMMA_EOS, GEMMA_SAMPLING, GEMMA_QUANTIZED, format="compressed-tensors NVFP4", quantize="int4"),
 )
 
 

@@ -27,7 +27,18 @@ def test_entries_have_valid_ids_sizes_and_settings(entry):
     assert round(entry.parameters / 1e9, 2) == BILLIONS[entry.family]
     SamplerConfig(**{**SAMPLER_DEFAULTS, **entry.sampler.settings()})  # raises on an invalid setting
     assert not entry.checked  # nothing has been downloaded on this machine: say so
-    assert entry.loads and entry.format == "safetensors" and entry.quantize is None
+    if entry.format == "safetensors":
+        assert entry.loads and entry.quantize is None
+    else:  # a quantized checkpoint names what it loads as, and only NVFP4 (no kernel here) does not load
+        assert entry.quantize in ("int8", "int4") and entry.loads == ("NVFP4" not in entry.format)
+
+
+def test_red_hat_quantized_diffusion_gemmas_are_listed_with_their_memory():
+    fp8, nvfp4 = catalogue.find("RedHatAI/diffusiongemma-26B-A4B-it-FP8-dynamic"), catalogue.find(
+        "redhatai/diffusiongemma-26b-a4b-it-nvfp4")
+    assert fp8.loads and fp8.quantize == "int8" and fp8.shape == catalogue.find(GEMMA_ID).shape
+    assert not nvfp4.loads
+    assert catalogue.memory(fp8, "int8") == catalogue.memory(catalogue.find(GEMMA_ID), "int8")
 
 
 @pytest.mark.parametrize("entry", MASKED, ids=lambda e: e.id)
