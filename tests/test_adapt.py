@@ -77,5 +77,10 @@ def test_the_replay_guard_trains_on_the_standard_library_too(tiny_checkpoint, tm
                       replay_every=2)
     report = adapt(tiny_checkpoint, PROJECT, tmp_path / "out", cfg)
     assert seen == [1] and report.steps == 4
+    # the replayed batches trained: the weights differ from the same run without a guard
+    unguarded = AdaptConfig(minutes=5.0, max_tokens=4 * 2 * 64, seq_len=64, batch_size=2, guard="none")
+    adapt(tiny_checkpoint, PROJECT, tmp_path / "none", unguarded)
+    replayed, plain = (engine.load_model(tmp_path / n).model.parameters().__next__() for n in ("out", "none"))
+    assert not torch.equal(replayed, plain)
     with pytest.raises(ValueError, match="guard must be"):
         adapt(tiny_checkpoint, PROJECT, tmp_path / "bad", AdaptConfig(guard="lora"))

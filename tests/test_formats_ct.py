@@ -21,7 +21,7 @@ from engine.quantize import Int8Linear, packed_modules
 from lsp_server import models
 from lsp_server.cli import main
 from tests.test_formats_gguf import held
-from tests.test_int4 import ROOT, SOURCES, agreement, dequantized, gemma_logits
+from tests.test_int4 import ROOT, agreement, dequantized, dream_canvas_rows, gemma_canvas, gemma_logits
 from tests.test_lsp_server import PY
 
 pytest.importorskip("compressed_tensors")
@@ -112,12 +112,7 @@ def test_a_loaded_model_holds_the_files_weights(folders, family, scheme):
 
 @pytest.fixture(scope="module")
 def dream_rows() -> torch.Tensor:
-    reference = engine.load_model()
-    rows = []
-    for name in SOURCES:
-        ids = reference.tokenizer.encode((ROOT / "engine" / name).read_text(encoding="utf-8"))
-        rows.append(ids[:120] + [reference.special.mask] * 8 + ids[128:160])
-    return torch.tensor(rows)
+    return dream_canvas_rows(engine.load_model())
 
 
 @pytest.mark.parametrize("scheme, least", [("FP8_DYNAMIC", 0.95), ("W4A16", 0.85), ("W4A16_ASYM", 0.85)])
@@ -137,9 +132,7 @@ def test_canvas_logits_agree_with_fp32_on_a_tiny_diffusion_gemma(folders, wide_g
     # out of both argmaxes, FP8 0.84, W4A16 0.59, W4A16_ASYM 0.62 (a token moved to other experts). The
     # arithmetic is checked by test_a_loaded_model_holds_the_files_weights and the test below
     reference = engine.load_model(wide_gemma)
-    prompt = torch.tensor([reference.tokenizer.encode(t)[:12] for t in (PY, PY[5:], PY[10:], PY[15:])])
-    noise = torch.Generator().manual_seed(0)
-    canvas = torch.randint(0, reference.config.vocab_size, (4, 32), generator=noise)
+    prompt, canvas = gemma_canvas(reference)
     model = engine.load_model(folders["gemma", scheme])
     assert agreement(reference.canvas_logits(prompt, canvas), model.canvas_logits(prompt, canvas)) >= least
 

@@ -27,9 +27,10 @@ from lsp_server.cli import main
 from tests.gguf_checkpoints import q4_k, write_gguf
 from tests.test_int4 import (
     ROOT,
-    SOURCES,
     agreement,
     dequantized,
+    dream_canvas_rows,
+    gemma_canvas,
     gemma_logits,
     quantized_layer_bytes,
 )
@@ -152,12 +153,7 @@ def test_a_loaded_model_holds_the_files_blocks(files, family, kind):
 @pytest.fixture(scope="module")
 def dream_rows() -> torch.Tensor:
     # as tests/test_int4.py: twelve of the engine's files, 120 tokens, a canvas of 8 masks, 32 tokens after
-    reference = engine.load_model()
-    rows = []
-    for name in SOURCES:
-        ids = reference.tokenizer.encode((ROOT / "engine" / name).read_text(encoding="utf-8"))
-        rows.append(ids[:120] + [reference.special.mask] * 8 + ids[128:160])
-    return torch.tensor(rows)
+    return dream_canvas_rows(engine.load_model())
 
 
 @pytest.mark.parametrize("kind, least", [("Q8_0", 0.95), ("Q4_K", 0.85)])
@@ -178,9 +174,7 @@ def test_canvas_logits_agree_with_fp32_on_a_tiny_diffusion_gemma(files, wide_gem
     # residual moves a token to other experts. The arithmetic itself is checked exactly by
     # test_a_loaded_model_holds_the_files_blocks and test_a_gguf_model_computes_what_its_weights_do
     reference = engine.load_model(wide_gemma)
-    prompt = torch.tensor([reference.tokenizer.encode(t)[:12] for t in (PY, PY[5:], PY[10:], PY[15:])])
-    noise = torch.Generator().manual_seed(0)
-    canvas = torch.randint(0, reference.config.vocab_size, (4, 32), generator=noise)
+    prompt, canvas = gemma_canvas(reference)
     model = engine.load_model(files["gemma", kind])
     assert model.info.quantize == ("int8" if kind == "Q8_0" else "int4")
     assert agreement(reference.canvas_logits(prompt, canvas), model.canvas_logits(prompt, canvas)) >= least

@@ -223,6 +223,22 @@ def agreement(want: torch.Tensor, got: torch.Tensor) -> float:
     return float((want.argmax(-1) == got.argmax(-1)).float().mean())
 
 
+def dream_canvas_rows(reference) -> torch.Tensor:
+    """Twelve of the engine's files: 120 tokens, a canvas of 8 masks (positions 120-127), 32 tokens after."""
+    rows = []
+    for name in SOURCES:
+        ids = reference.tokenizer.encode((ROOT / "engine" / name).read_text(encoding="utf-8"))
+        rows.append(ids[:120] + [reference.special.mask] * 8 + ids[128:160])
+    return torch.tensor(rows)
+
+
+def gemma_canvas(reference) -> tuple[torch.Tensor, torch.Tensor]:
+    """4 prompts of 12 tokens and canvases of 32 noise tokens (DiffusionGemma has no mask token)."""
+    prompt = torch.tensor([reference.tokenizer.encode(t)[:12] for t in (PY, PY[5:], PY[10:], PY[15:])])
+    noise = torch.Generator().manual_seed(0)
+    return prompt, torch.randint(0, reference.config.vocab_size, (4, 32), generator=noise)
+
+
 @pytest.mark.parametrize("kind, least", [("int8", 0.95), ("int4", 0.85)])
 def test_canvas_logits_agree_with_fp32_on_the_embedded_model(kind, least, monkeypatch):
     # the embedded model is Dream-layout and trained, so its agreement means something. Twelve of the
@@ -230,11 +246,7 @@ def test_canvas_logits_agree_with_fp32_on_the_embedded_model(kind, least, monkey
     # positions (17 distinct answers): int8 0.990, int4 0.969 (groups of 128, the head int8)
     monkeypatch.setattr(quantize, "FBGEMM", False)  # int8 weights alone (int8 activations: test_quantize)
     reference = engine.load_model()
-    rows = []
-    for name in SOURCES:
-        ids = reference.tokenizer.encode((ROOT / "engine" / name).read_text(encoding="utf-8"))
-        rows.append(ids[:120] + [reference.special.mask] * 8 + ids[128:160])
-    ids = torch.tensor(rows)
+    ids = dream_canvas_rows(reference)
     quantized = engine.load_model(quantize=kind)
     assert quantized.info.quantize == kind
     want, got = reference(ids)[:, 120:128], quantized(ids)[:, 120:128]
@@ -250,9 +262,7 @@ def test_canvas_logits_agree_with_fp32_on_a_tiny_diffusion_gemma(calm_gemma, kin
     # arithmetic is test_a_packed_model_computes_what_its_dequantized_weights_do's
     monkeypatch.setattr(quantize, "FBGEMM", False)  # int8 weights alone (int8 activations: test_quantize)
     reference = engine.load_model(calm_gemma)
-    prompt = torch.tensor([reference.tokenizer.encode(t)[:12] for t in (PY, PY[5:], PY[10:], PY[15:])])
-    noise = torch.Generator().manual_seed(0)
-    canvas = torch.randint(0, reference.config.vocab_size, (4, 32), generator=noise)
+    prompt, canvas = gemma_canvas(reference)
     quantized = engine.load_model(calm_gemma, quantize=kind)
     assert quantized.info.quantize == kind
     stacks = quantized.model.layers[0].experts

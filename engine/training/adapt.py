@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +105,7 @@ def adapt(model_dir: Path, texts: dict[str, str], out_dir: Path, cfg: AdaptConfi
     mask_id, eos_id = int(config["mask_token_id"]), int(config["eos_token_id"])
     seq_len = min(cfg.seq_len, model.cfg.max_position_embeddings)
     source, tokens = _source(tok, texts, eos_id, seq_len, cfg, cfg.seed)
-    held = [_source(tok, texts, eos_id, seq_len, cfg, cfg.seed + 1)[0].batch(i) for i in range(2)]
+    held = [replace(source, seed=cfg.seed + 1).batch(i) for i in range(2)]  # the same rows, other draws
     replay = None
     if cfg.guard == "replay":
         replay = _source(tok, replay_texts(), eos_id, seq_len, cfg, cfg.seed)[0]
