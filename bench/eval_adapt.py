@@ -78,6 +78,10 @@ def through_server(project, kind: str, model: str | None, options: dict, args) -
     run = Namespace(cases=args.cases, seed=args.seed, model=model, settle_ms=200,
                     server_options=eval_trust.merge(eval_trust.base_options(), options))
     rows = eval_trust.run_project(run, args.set, project, kind)
+    if args.cursors_out:
+        with args.cursors_out.open("a") as fh:
+            for r in rows:
+                fh.write(json.dumps({"tag": args.tag, "model": model, "options": options, **r}) + "\n")
     at_default = eval_trust.summary(rows, eval_trust.default_threshold())
     every = eval_trust.summary(rows, None)
     return {"exact": at_default["exact_overall"], "shown": at_default["share_shown"],
@@ -187,6 +191,7 @@ def main() -> int:
     p.add_argument("--server", action="store_true", help="also through the real server, alone and fused")
     p.add_argument("--humaneval", type=int, default=0, metavar="N")
     p.add_argument("--tag", default="", help="a name for this run's rows")
+    p.add_argument("--cursors-out", type=Path, help="with --server: every cursor's answer, appended here")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.plot or args.table:

@@ -2,6 +2,7 @@
 
     python -m bench.fit_trust [--set development] [--languages python,go,rust,typescript] [--cases 60]
         [--rounds 4] [--out engine/default_model/trust.json]
+    python -m bench.fit_trust --adapt-minutes 5 --out engine/default_model/trust-adapted.json ...
 
 For each project of the set (bench/trust_sets.py), kind (whole line, rest of line) and round (--rounds), up
 to --cases files get one evaluated line each (bench/eval_trust.py `draw`); those lines are removed from every
@@ -11,6 +12,13 @@ proposals) and its evidence. A candidate is positive when it makes the cursor's 
 A logistic regression (L2, Newton's method) is fitted on all candidates; the script prints, for thresholds on
 the best candidate's probability, the share of cursors shown and the exact match among them, per kind, and
 writes the weights. Development projects only: never a project whose numbers are reported as held out.
+
+With --adapt-minutes, each project's candidates come from the network adapted to that project first
+(engine/training/adapt.py, one thread, a minute counted as --minute-tokens row tokens); EVERY evaluated
+line of every kind and round is emptied in the texts it trains on. That fit is the calibration an adapted
+checkpoint is judged by (`trust-adapted.json` beside the base, copied into each adapted folder as its
+trust.json): an adapted network writes right answers the memory does not have, which the base network's
+calibration, having never seen the network alone be right, would never show.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from infill.pipeline import candidates as judged_candidates  # noqa: E402
 from infill.trust import FEATURES, Calibration, features  # noqa: E402
 from lsp_server.completion import filler  # noqa: E402
 from lsp_server.models import memory_config, sampler_for  # noqa: E402
-from lsp_server.options import Options  # noqa: E402
+from lsp_server.options import Options, parse  # noqa: E402
 
 L2 = 1.0
 
@@ -67,6 +75,27 @@ def cursor_rows(model, project, kind: str, n: int, seed: int, options: Options, 
             rows.append({"cursor": cursor, "language": project.language, "kind": kind, "exact": False,
                          "x": None})
     return rows
+
+
+def adapted(base, project, n: int, seed: int, rounds: int, minutes: float, minute_tokens: int, into: Path):
+    """The base model adapted to `project` with every cursor fit_trust will ask emptied from its texts."""
+    import engine
+    from engine.training.adapt import AdaptConfig, adapt
+
+    texts = {name: project.text(name) for name in project.files}
+    for kind in ("line", "rest"):
+        for r in range(rounds):
+            for c in draw(project, kind, n, seed + 1000 * r):
+                lines = texts[c.file].split("\n")
+                lines[c.row] = lines[c.row][: len(lines[c.row]) - len(lines[c.row].lstrip())]
+                texts[c.file] = "\n".join(lines)
+    if (into / "adaptation.json").is_file():  # --keep-adapted: an earlier run's, the same cursors emptied
+        return engine.load_model(into, dtype="auto", quantize="auto")
+    cfg = AdaptConfig(minutes=minutes, minute_tokens=minute_tokens)
+    report = adapt(Path(base.info.folder), texts, into, cfg)
+    print(f"{project.name}: adapted {report.steps} steps, loss {report.loss_before} -> {report.loss_after}",
+          file=sys.stderr)
+    return engine.load_model(into, dtype="auto", quantize="auto")
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) -> np.ndarray:
@@ -118,23 +147,49 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("engine/default_model/trust.json"))
     p.add_argument("--rows", type=Path, default=Path("runs/trust_rows.jsonl"), help="candidates, for reuse")
     p.add_argument("--reuse", action="store_true", help="fit on --rows instead of collecting again")
+    p.add_argument("--adapt-minutes", type=float, default=0.0,
+                   help="candidates of the network adapted to each project this long (its lines emptied)")
+    p.add_argument("--keep-adapted", type=Path,
+                   help="with --adapt-minutes: keep (and reuse) each project's adapted folder under this one")
+    p.add_argument("--options", default="{}", help="server options (JSON) the candidates are made with")
+    p.add_argument("--minute-tokens", type=int, default=133_120,
+                   help="with --adapt-minutes: a minute is this many row tokens (a quiet core's)")
     args = p.parse_args()
     if args.reuse:
         rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
     else:
+        import tempfile
+
         import torch
 
         import engine
 
         torch.set_num_threads(1)
-        model = engine.load_model(args.model, dtype="auto", quantize="auto")
-        options, rows = Options(), []
+        base = engine.load_model(args.model, dtype="auto", quantize="auto")
+        options, problems = parse(json.loads(args.options))
+        if problems:
+            p.error("; ".join(problems))
+        rows = []
         for project in trust_sets.fetch(args.set, tuple(args.languages.split(","))):
+            model, tmp = base, None
+            if args.adapt_minutes > 0:
+                where = args.keep_adapted
+                if where is None:
+                    tmp = tempfile.TemporaryDirectory(prefix="fit_trust_")
+                    where = Path(tmp.name)
+                run = f"{args.adapt_minutes:g}min-seed{args.seed}-{args.cases}x{args.rounds}"
+                into = where / f"{project.name}-{run}"
+                model = adapted(base, project, args.cases, args.seed, args.rounds, args.adapt_minutes,
+                                args.minute_tokens, into)
             for kind in ("line", "rest"):
                 for r in range(args.rounds):  # another line per file each round, the memory rebuilt
                     seed = args.seed + 1000 * r
                     rows += cursor_rows(model, project, kind, args.cases, seed, options, args.score)
                 print(f"{project.name} {kind}: {len(rows)} rows so far", file=sys.stderr)
+                args.rows.parent.mkdir(parents=True, exist_ok=True)
+                args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if tmp is not None:
+                tmp.cleanup()
         args.rows.parent.mkdir(parents=True, exist_ok=True)
         args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
     usable = [r for r in rows if r["x"] is not None]
@@ -145,6 +200,8 @@ def main() -> int:
         w[FEATURES.index("score")] = 0.0  # never measured: the server must not ask for it
     cursors = len({r["cursor"] for r in rows})
     what = f"{args.set} set ({args.languages}): {len(usable)} candidates, {cursors} cursors"
+    if args.adapt_minutes:
+        what += f", the network adapted to each project for {args.adapt_minutes:g} minutes"
     cal = Calibration(tuple(float(v) for v in w), f"{what} (bench/fit_trust.py)")
     print("weights:", {f: round(float(v), 3) for f, v in zip(FEATURES, w)})
     for kind in ("line", "rest"):

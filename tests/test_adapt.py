@@ -84,3 +84,19 @@ def test_the_replay_guard_trains_on_the_standard_library_too(tiny_checkpoint, tm
     assert not torch.equal(replayed, plain)
     with pytest.raises(ValueError, match="guard must be"):
         adapt(tiny_checkpoint, PROJECT, tmp_path / "bad", AdaptConfig(guard="lora"))
+
+
+def test_an_adapted_folder_is_judged_by_the_calibration_fitted_on_adapted_networks(tiny_checkpoint, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_checkpoint, base)
+    (base / "trust.json").write_text('{"for": "the base network"}\n')
+    adapt(base, PROJECT, tmp_path / "plain", QUICK)
+    assert json.loads((tmp_path / "plain" / "trust.json").read_text()) == {"for": "the base network"}
+    (base / "trust-adapted.json").write_text('{"for": "adapted networks"}\n')
+    adapt(base, PROJECT, tmp_path / "adapted", QUICK)
+    assert json.loads((tmp_path / "adapted" / "trust.json").read_text()) == {"for": "adapted networks"}
+    # adapting the adapted folder again keeps judging by the adapted fit
+    adapt(tmp_path / "adapted", PROJECT, tmp_path / "twice", QUICK)
+    assert json.loads((tmp_path / "twice" / "trust.json").read_text()) == {"for": "adapted networks"}

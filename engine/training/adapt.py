@@ -28,6 +28,10 @@ from engine.training.data import BatchSource, InfillSampler, tokenize_files
 from engine.training.loop import batch_loss
 
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "trust.json")
+# The calibration fitted on adapted networks' candidates (bench/fit_trust.py --adapt-minutes): beside a base
+# checkpoint, it becomes each adapted folder's trust.json, because the base's was fitted on a network that
+# is never right alone, and would never show what adapting taught.
+ADAPTED_TRUST = "trust-adapted.json"
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,11 @@ def _snapshot(model, config: dict, out_dir: Path, model_dir: Path) -> None:
     model.eval()
     save_checkpoint(model, out_dir, special)
     model.train()
-    for name in SIDE_FILES:
+    for name in (*SIDE_FILES, ADAPTED_TRUST):
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)
+    if (model_dir / ADAPTED_TRUST).exists():
+        shutil.copy2(model_dir / ADAPTED_TRUST, out_dir / "trust.json")
 
 
 def _write(model, model_dir: Path, out_dir: Path, config: dict, report: AdaptReport, cfg: AdaptConfig,
