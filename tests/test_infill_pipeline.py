@@ -135,3 +135,30 @@ def test_indentation_is_fitted_and_levels_are_tried():
     fill, _ = fixed({24: ("elif c == 2:", 0.5)})
     got = complete(doc, off, fill, count_tokens=count_tokens)
     assert got.text == "    elif c == 2:"
+
+
+def test_the_syntax_check_sees_an_error_after_a_long_docstring():
+    from infill.rank import SyntaxCheck
+
+    # a region cut at a line 2,500 characters up started inside the docstring, read its examples as code,
+    # and the colon's error vanished into theirs
+    source = (
+        'class Results:\n    """Examples:\n\n'
+        + "        >>> parse('[1, 2') -> ([1, 2\n" * 150
+        + '    """\n\n'
+        "    def __init__(self, toklist):\n"
+        "        if toklist is None:\n"
+        "            self._toklist = []\n"
+        "        elif isinstance(toklist, (list, tuple)):\n"
+        "            self._toklist = (\n"
+        "                [toklist[:]]\n"
+        "                if isinstance(toklist, Resu|\n"
+        "                else list(toklist)\n"
+        "            )\n"
+        "        else:\n"
+        "            self._toklist = [toklist]\n"
+    )
+    doc, off = doc_at(source, "python")
+    check = SyntaxCheck(doc, off, off)
+    assert check.errors_added("lts.List)") < 0  # closes the call: repairs the line
+    assert check.errors_added("lts):") > 0  # a colon inside the conditional expression: a new error
