@@ -11,7 +11,9 @@ goes through the server's completion step with every candidate kept (the denoise
 proposals) and its evidence. A candidate is positive when it makes the cursor's line exactly the original.
 A logistic regression (L2, Newton's method) is fitted on all candidates; the script prints, for thresholds on
 the best candidate's probability, the share of cursors shown and the exact match among them, per kind, and
-writes the weights. Development projects only: never a project whose numbers are reported as held out.
+writes the weights. The rows (--rows) keep each candidate's raw evidence, text and surrounding lines, for
+trying other calibrations on them (bench/trust_cv.py). Development projects only: never a project whose
+numbers are reported as held out.
 
 With --adapt-minutes, each project's candidates come from the network adapted to that project first
 (engine/training/adapt.py, one thread, a minute counted as --minute-tokens row tokens); EVERY evaluated
@@ -70,7 +72,10 @@ def cursor_rows(model, project, kind: str, n: int, seed: int, options: Options, 
         for (cand, _), e in (found[2] if found else []):
             line = (text[: found[0].start] + cand + text[found[0].end :]).split("\n")[c.row]
             rows.append({"cursor": cursor, "language": project.language, "kind": kind,
-                         "exact": line.rstrip() == c.gold.rstrip(), "x": features(e)})
+                         "exact": line.rstrip() == c.gold.rstrip(), "x": features(e),
+                         "evidence": dataclasses.asdict(e), "text": cand, "line": line,
+                         "before": text[text.rfind("\n", 0, offset) + 1 : offset],
+                         "near": text.split("\n")[max(c.row - 3, 0) : c.row + 4]})
         if not found or not found[2]:
             rows.append({"cursor": cursor, "language": project.language, "kind": kind, "exact": False,
                          "x": None})

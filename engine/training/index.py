@@ -51,5 +51,6 @@ def sample(data: Path, budget: dict[str, int] = BUDGET) -> tuple[bytes, dict[str
 
 def write(data: Path, out: Path, budget: dict[str, int] = BUDGET) -> dict:
     text, stats = sample(data, budget)
+    out.mkdir(parents=True, exist_ok=True)
     (out / INDEX_FILE).write_bytes(lzma.compress(text, preset=9))
     return {"languages": stats, "bytes": len(text), "compressed": (out / INDEX_FILE).stat().st_size}
