@@ -49,11 +49,13 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Withheld:
-    """The best candidate's probability did not clear the request's threshold: nothing is shown."""
+    """Nothing is shown: the best candidate's probability did not clear the request's threshold, or every
+    candidate adds a syntax error."""
 
     kind: str
     probability: float
     source: str
+    reason: str = "threshold"  # "threshold" or "syntax" (every candidate adds an error)
 
 
 def canvas_sizes(span: Span, n: int) -> list[int]:
@@ -101,7 +103,9 @@ def complete(
     (text, confidence), e = judged[i]
     source = "both" if e.network and e.memory else "network" if e.network else "memory"
     threshold = options.min_probability_invoked if invoked else options.min_probability
-    if probs[i] < threshold or not clean:
+    if not clean:
+        return Withheld(span.kind, probs[i], source, "syntax")
+    if probs[i] < threshold:
         return Withheld(span.kind, probs[i], source)
     return Completion(span.start, span.end, text, span.kind, confidence, probs[i], source)
 

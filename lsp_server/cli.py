@@ -308,9 +308,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
         return 1
     if isinstance(c, infill.Withheld):
         least = options.completion.min_confidence_invoked
+        why = (f"is right with probability {c.probability:.2f}, under completion.minConfidenceInvoked "
+               f"({least})" if c.reason == "threshold" else "and every other candidate add a syntax error")
         print(f"unmask: withheld at {args.file}:{args.line}:{args.col}: the best {c.kind} completion (from "
-              f"the {c.source}) is right with probability {c.probability:.2f}, under "
-              f"completion.minConfidenceInvoked ({least})", file=sys.stderr)
+              f"the {c.source}) {why}", file=sys.stderr)
         return 1
     if not args.json:
         print(c.text)

@@ -81,6 +81,7 @@ def test_under_the_threshold_the_answer_is_withheld_unless_asked():
     assert shown.probability == pytest.approx(0.5)
     withheld = complete(lambda *a: ("rect.width * depth", 0.9), judge, min_probability=0.6)
     assert isinstance(withheld, infill.Withheld) and withheld.probability == pytest.approx(0.5)
+    assert withheld.reason == "threshold"
     asked = complete(lambda *a: ("rect.width * depth", 0.9), judge, invoked=True, min_probability=0.6,
                      min_probability_invoked=0.3)
     assert isinstance(asked, infill.Completion)
@@ -114,6 +115,7 @@ def test_a_candidate_that_adds_a_syntax_error_is_never_shown():
     c = complete(lambda *a: ("foo(rect, [", 0.9), judge)  # likelier, but it leaves brackets open
     assert c.text == "rect.width * depth" and c.source == "memory"
     broken_only = infill.Judge(None, None, None, weights(bias=5.0))
-    assert isinstance(complete(lambda *a: ("foo(rect, [", 0.9), broken_only), infill.Withheld)
+    withheld = complete(lambda *a: ("foo(rect, [", 0.9), broken_only)
+    assert isinstance(withheld, infill.Withheld) and withheld.reason == "syntax"
     allowed = complete(lambda *a: ("foo(rect, [", 0.9), broken_only, syntax_errors=True)
     assert allowed.text == "foo(rect, ["
