@@ -177,9 +177,12 @@ def options_from(args: argparse.Namespace) -> Options:
              "quantize": args.quantize, "remote": args.remote, "token": token}
     try:
         base = msgspec.convert({"model": model}, Options)
-        raw = json.loads(args.options) if args.options else None
-    except (msgspec.ValidationError, json.JSONDecodeError) as e:
+    except msgspec.ValidationError as e:
         raise SystemExit(f"unmask: {e}") from None
+    try:
+        raw = json.loads(args.options) if args.options else None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"unmask: --options is not JSON: {e}") from None
     options, messages = parse(raw, base)
     for message in messages:
         print(f"unmask: {message}", file=sys.stderr)

@@ -148,6 +148,11 @@ def test_invalid_model_options(source):
         main(["complete", str(source), "--line", "1", "--col", "1", "--device", "tpu"])
 
 
+def test_options_that_are_not_json_are_named(source):
+    with pytest.raises(SystemExit, match="--options is not JSON"):
+        main(["complete", str(source), "--line", "1", "--col", "1", "--options", "{"])
+
+
 def test_train_forwards_to_engine_training(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["train", "--help"])
