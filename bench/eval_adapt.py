@@ -223,6 +223,9 @@ def main() -> int:
              "commit": eval_trust.commit(),
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     base = engine.load_model(dtype="float32")
+    trained_on = Path(base.info.folder) / "training.json"  # which weights were adapted, for the model card
+    if trained_on.is_file():
+        stamp["base_tokens"] = json.loads(trained_on.read_text())["state"]["tokens_seen"]
     wanted = tuple(x for x in args.projects.split(",") if x)
     projects = [q for q in trust_sets.fetch(args.set, tuple(args.languages.split(",")))
                 if not wanted or q.name.startswith(wanted)]

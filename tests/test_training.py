@@ -346,3 +346,19 @@ def test_card_tables_take_only_the_default_options():
     he = {"humaneval_single_line_pass@1": 0.06, "tasks": 300, "answered": 250, "cursor": "line-start"}
     other = {**he, "humaneval_single_line_pass@1": 0.01, "options": '{"x": 1}'}
     assert "6.0%" in server_humaneval([he, other])
+
+
+def test_card_says_when_the_adaptation_curve_was_measured_on_other_weights():
+    from engine.training.card import adaptation_section
+
+    def row(kind, base_tokens=None):
+        r = {"set": "heldout", "tag": "heldout-anchor-x", "date": "2026-12-07T00:00:00", "project": "p",
+             "kind": kind, "minutes": 0.0, "alone": {"exact_all_shown": 0.1}, "fused": {"exact": 0.3},
+             "humaneval": {"pass@1": 0.05}}
+        return r if base_tokens is None else {**r, "base_tokens": base_tokens}
+
+    same = adaptation_section([row("rest", 100), row("line", 100)], tokens_seen=100)
+    assert "| 0 | 10.0% | 30.0% | 30.0% | - |" in same and "earlier weights" not in same
+    older = adaptation_section([row("rest", 50), row("line", 50)], tokens_seen=100)
+    assert "Measured on earlier weights of this model (50 tokens seen)" in older
+    assert "earlier weights of this model, not yet" in adaptation_section([row("rest")], tokens_seen=100)

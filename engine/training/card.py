@@ -169,8 +169,9 @@ def ablation_summary(rows: list[dict]) -> str:
     return "All projects together:\n\n" + "\n".join(lines) + "\n\n" + FUSION_NOTE
 
 
-def adaptation_section(rows: list[dict]) -> str:
-    """The latest held-out learning curve of bench/eval_adapt.py, as means over its projects per minute."""
+def adaptation_section(rows: list[dict], tokens_seen: int | None = None) -> str:
+    """The latest held-out learning curve of bench/eval_adapt.py, as means over its projects per minute; said
+    to be of earlier weights where its rows name other base weights than these (`tokens_seen`) or none."""
     held = [r for r in rows if r.get("set") == "heldout" and r.get("tag", "").startswith("heldout-anchor")]
     if not held:
         return "Not measured yet (`python -m bench.eval_adapt --set heldout --server`).\n"
@@ -190,11 +191,15 @@ def adaptation_section(rows: list[dict]) -> str:
                      f"{mean(m, 'rest', lambda r: r['fused']['exact'])} | "
                      f"{mean(m, 'line', lambda r: r['fused']['exact'])} | "
                      f"{mean(m, 'humaneval', lambda r: r['humaneval']['pass@1'])} |")
+    base = {r.get("base_tokens") for r in held}
+    earlier = "" if tokens_seen is not None and base == {tokens_seen} else (
+        " Measured on earlier weights of this model" + (f" ({min(b for b in base if b):,} tokens seen)"
+                                                         if any(base) else "") + ", not yet on these.")
     return (f"`unmask adapt` and the server's `adapt.enabled` fine-tune this model on a project's files "
             f"(docs/training.md). Held-out projects ({', '.join(projects)}), every evaluated line removed "
             f"from what the adaptation and the memory read, through the server, means over the projects "
             f"(bench/RESULTS.md, Adapting to a project; run {tag}, {run[:10]}); the learning curve: "
-            f"docs/adapt-curve.png.\n\n" + "\n".join(lines) + "\n")
+            f"docs/adapt-curve.png.{earlier}\n\n" + "\n".join(lines) + "\n")
 
 
 def fmt(v) -> str:
@@ -304,7 +309,7 @@ measurement of its arm, and on a CPU without native bf16 the default `quantize: 
 ## Languages
 {language_section(corpus, [languages[k] for k in sorted(languages)])}
 ## Adapting it to a project
-{adaptation_section(read_jsonl(adapt_results))}
+{adaptation_section(read_jsonl(adapt_results), state["tokens_seen"])}
 ## Limitations
 A few million parameters trained on a CPU budget: the evaluation table above is the honest measure of what
 it can do (it rarely reproduces a held-out line exactly, and simple prompts such as `def add(a, b): return`
