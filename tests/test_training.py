@@ -362,3 +362,11 @@ def test_card_says_when_the_adaptation_curve_was_measured_on_other_weights():
     older = adaptation_section([row("rest", 50), row("line", 50)], tokens_seen=100)
     assert "Measured on earlier weights of this model (50 tokens seen)" in older
     assert "earlier weights of this model, not yet" in adaptation_section([row("rest")], tokens_seen=100)
+
+
+def test_card_tables_of_other_weights_say_so():
+    from engine.training.card import measured_on
+
+    assert measured_on([{"tokens_seen": 7}, {"tokens_seen": 7}], 7) == ""
+    assert "earlier weights" in measured_on([{"tokens_seen": 7}, {}], 7)
+    assert "earlier weights" in measured_on([{"tokens_seen": 5}], 7)

@@ -130,6 +130,15 @@ def language_section(corpus: dict, rows: list[dict]) -> str:
     return text + "\n".join(lines) + "\n"
 
 
+def measured_on(rows: list[dict], tokens_seen: int) -> str:
+    """A caveat for tables whose rows were measured on other weights than these (or do not say which)."""
+    if rows and all(r.get("tokens_seen") == tokens_seen for r in rows):
+        return ""
+    return (f"These rows were measured on earlier weights of this model, not on these ({tokens_seen:,} "
+            f"tokens seen); the current figures through the server, one evaluated line per file and per "
+            f"HumanEval problem, are in bench/RESULTS.md (Trust).\n\n")
+
+
 def server_humaneval(rows: list[dict]) -> str:
     rows = [r for r in rows if default_options(r)]
     if not rows:
@@ -295,15 +304,15 @@ that occurs in the remembered texts (open documents, the workspace's source file
 followed it, weighted by match length and count, and mixed into the network's distribution; the known text
 right of a position votes too. Three arms on the same cursors of five projects outside the corpus
 (`python -m bench.eval_memory --project <sdists> --scope project --cases 30`): the network alone, the
-memory alone (its most frequent continuation, no network) and the two fused (the server's default):
-
+memory alone (its most frequent continuation, no network) and the two fused (the server's default).
+{measured_on([r for r in read_jsonl(memory_results) if r.get("scope") == "project"], state["tokens_seen"])}
 {ablation_table([r for r in read_jsonl(memory_results) if r.get("scope") == "project"], "source")}
 {ablation_summary([r for r in read_jsonl(memory_results) if r.get("scope") == "project"])}
 Through the real server (`python -m bench.eval_server --project <sdists>`: the unpacked project is the
 workspace, each cursor's file opened with its line deleted, default options; each row is the latest
 measurement of its arm, and on a CPU without native bf16 the default `quantize: auto` runs int8 since
-2026-12-02, where the no-workspace rows are older fp32 runs; bench/RESULTS.md, int8):
-
+2026-12-02, where the no-workspace rows are older fp32 runs; bench/RESULTS.md, int8).
+{measured_on(server_rows, state["tokens_seen"])}
 {ablation_table([r for r in server_rows if "kind" in r], "project")}
 {server_humaneval([r for r in server_rows if "humaneval_single_line_pass@1" in r])}
 ## Languages
