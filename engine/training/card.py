@@ -207,8 +207,8 @@ def adaptation_section(rows: list[dict], tokens_seen: int | None = None) -> str:
     return (f"`unmask adapt` and the server's `adapt.enabled` fine-tune this model on a project's files "
             f"(docs/training.md). Held-out projects ({', '.join(projects)}), every evaluated line removed "
             f"from what the adaptation and the memory read, through the server, means over the projects "
-            f"(bench/RESULTS.md, Adapting to a project; run {tag}, {run[:10]}); the learning curve: "
-            f"docs/adapt-curve.png.{earlier}\n\n" + "\n".join(lines) + "\n")
+            f"(bench/RESULTS.md, Adapting to a project, with the learning curves; run {tag}, {run[:10]})."
+            f"{earlier}\n\n" + "\n".join(lines) + "\n")
 
 
 def fmt(v) -> str:
