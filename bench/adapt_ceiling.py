@@ -3,7 +3,8 @@ projects, from the candidate rows bench/fit_trust.py wrote (one file per arm: th
 a memory weight):
 
     python -m bench.fit_trust --languages python --rounds 2 --cases 60 --score \
-        --adapt-minutes 5 --keep-adapted runs/adapted --rows runs/rows_ad_w97.jsonl --out /tmp/t.json
+        --adapt-minutes 5 --keep-adapted runs/adapted --rows runs/rows_ad_w97.jsonl \
+        --out runs/trust_adapted.json
     python -m bench.adapt_ceiling runs/trust_rows.jsonl runs/rows_ad_w97.jsonl [--alone runs/adapted]
 
 For each rows file and kind: the ceiling (cursors where ANY candidate makes the line exact: what a perfect

@@ -1,6 +1,6 @@
 """Would a richer calibration show more right answers? Leave-one-project-out on development candidates.
 
-    python -m bench.fit_trust --rows runs/trust_rows_dev.jsonl --out /tmp/trust.json   # collect (development)
+    python -m bench.fit_trust --rows runs/trust_rows_dev.jsonl --out runs/trust_dev.json  # development
     python -m bench.trust_cv runs/trust_rows_dev.jsonl [--boosted]
 
 For each development project, a calibration is fitted on the other projects' candidates and applied to this
